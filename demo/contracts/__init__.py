@@ -1,0 +1,1 @@
+"""Generated code for the sample agencies' contracts (do not edit; run ``make proto``)."""

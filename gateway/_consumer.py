@@ -1,0 +1,214 @@
+"""The consumer side: an agency system's call in, an exchange out to the provider's server.
+
+Steps for every call on an agency listener:
+
+1. the method path and the ``pintu-*`` metadata are checked (``method_invalid``,
+   ``metadata_missing``, ``metadata_invalid``);
+2. the caller must be allowed to act as ``pintu-client`` (``client_not_allowed``);
+3. the provider must be registered (``provider_unknown``) and have a reachable server;
+4. the call goes out over mTLS with the exchange header, keeping the method, the remaining
+   deadline and the caller's other metadata, and its responses and status come back unchanged.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any
+
+import grpc
+import grpc.aio
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from gateway._channels import PeerChannels
+from gateway._errors import ERROR_CODE_KEY, ErrorCode, GatewayError, Origin, refusal_trailers
+from gateway._events import LOGGER, log_refusal
+from gateway._metadata import (
+    EXCHANGE_HEADER_KEY,
+    MESSAGE_ID_KEY,
+    AgencyRequest,
+    Metadata,
+    pairs,
+    read_agency_metadata,
+)
+from gateway._relay import RequestStream, relay
+from gateway._settings import GatewaySettings
+from pki import CertificateIdentityError, identity_from_uris
+from proto import IdentifierError, MethodPath
+from proto.pintu.v1 import exchange_pb2
+
+_LOCAL_STATUSES = {
+    grpc.StatusCode.UNAVAILABLE: ErrorCode.PROVIDER_UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED: ErrorCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ErrorCode.MESSAGE_TOO_LARGE,
+}
+
+
+def new_message_id() -> str:
+    """A fresh exchange id: 128 random bits as 32 lowercase hex digits."""
+    return os.urandom(16).hex()
+
+
+def _from_provider(metadata: Iterable[tuple[str, str | bytes]]) -> Metadata:
+    """The provider gateway's metadata as the caller may see it (its refusal codes included)."""
+    return tuple(
+        (key, value)
+        for key, value in metadata
+        if key != MESSAGE_ID_KEY and key != "user-agent" and not key.startswith("grpc-")
+    )
+
+
+def _classify(failure: grpc.aio.AioRpcError) -> GatewayError | None:
+    """Pass on what the provider gateway said; name what failed on the way to it."""
+    trailers = pairs(failure.trailing_metadata())
+    if any(key in (MESSAGE_ID_KEY, ERROR_CODE_KEY) for key, _ in trailers):
+        return None  # the provider gateway answered: its status stands
+    code = _LOCAL_STATUSES.get(failure.code())
+    if code is None:
+        return None
+    return GatewayError(code, f"on the way to the provider's security server: {failure.details()}")
+
+
+class ConsumerSide:
+    """Handles calls on the agency listeners."""
+
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        peers: PeerChannels,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings
+        self._peers = peers
+        self._clock = clock
+        self._limit = settings.limits.max_message_bytes
+
+    def handler(
+        self, method: str, metadata: Metadata, over_tls: bool
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        """The handler for one incoming call."""
+        return grpc.stream_stream_rpc_method_handler(
+            functools.partial(self._exchange, method, metadata, over_tls)
+        )
+
+    async def _exchange(
+        self,
+        method: str,
+        metadata: Metadata,
+        over_tls: bool,
+        requests: AsyncIterator[bytes],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> None:
+        message_id = new_message_id()
+        request: AgencyRequest | None = None
+        try:
+            try:
+                MethodPath.parse(method)
+            except IdentifierError as error:
+                raise GatewayError(ErrorCode.METHOD_INVALID, str(error), "method") from None
+            request = read_agency_metadata(metadata)
+            self._authorize(request, over_tls, context)
+            if not self._settings.global_configuration.has_subsystem(request.provider):
+                raise GatewayError(
+                    ErrorCode.PROVIDER_UNKNOWN,
+                    f"{request.provider} is not a registered subsystem",
+                    "pintu-provider",
+                )
+            channel = self._peers.channel(request.provider.member)
+            header = self._header(message_id, method, request)
+            outgoing = (*request.passthrough, (EXCHANGE_HEADER_KEY, header))
+            stream = RequestStream(requests, self._limit)
+            call = channel.stream_stream(method, None, None)(
+                stream.messages(), metadata=outgoing, timeout=context.time_remaining()
+            )
+            await relay(
+                call,
+                stream,
+                context,
+                self._limit,
+                ((MESSAGE_ID_KEY, message_id),),
+                _classify,
+                _from_provider,
+            )
+        except GatewayError as error:
+            self._refuse(context, error, message_id, method, request)
+        except Exception:
+            LOGGER.exception("unexpected error in exchange %s", message_id)
+            internal = GatewayError(
+                ErrorCode.INTERNAL_ERROR, "unexpected error; see the gateway log"
+            )
+            self._refuse(context, internal, message_id, method, request)
+
+    def _authorize(
+        self,
+        request: AgencyRequest,
+        over_tls: bool,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> None:
+        client = self._settings.clients.get(request.client)
+        if client is None:
+            raise GatewayError(
+                ErrorCode.CLIENT_NOT_ALLOWED,
+                f"{request.client} is not a client of security server {self._settings.server}",
+                "pintu-client",
+            )
+        if over_tls:
+            uris = context.auth_context().get("peer_uri", [])
+            try:
+                identity = identity_from_uris([uri.decode("ascii", "replace") for uri in uris])
+            except CertificateIdentityError as error:
+                raise GatewayError(
+                    ErrorCode.CLIENT_NOT_ALLOWED, f"client certificate: {error}", "pintu-client"
+                ) from None
+            if identity != request.client:
+                raise GatewayError(
+                    ErrorCode.CLIENT_NOT_ALLOWED,
+                    f"the client certificate names {identity}, not {request.client}",
+                    "pintu-client",
+                )
+        elif client.require_tls:
+            raise GatewayError(
+                ErrorCode.CLIENT_NOT_ALLOWED,
+                f"{request.client} must call over the mTLS agency listener",
+                "pintu-client",
+            )
+
+    def _header(self, message_id: str, method: str, request: AgencyRequest) -> bytes:
+        created = Timestamp()
+        created.FromNanoseconds(int(self._clock() * 1e9))
+        return exchange_pb2.ExchangeHeader(
+            version=1,
+            message_id=message_id,
+            client=request.client.to_proto(),
+            provider=request.provider.to_proto(),
+            method=method,
+            purpose=request.purpose,
+            subject=request.subject,
+            user=request.user,
+            issue=request.issue,
+            created_at=created,
+            consumer_server=self._settings.server.to_proto(),
+        ).SerializeToString()
+
+    def _refuse(
+        self,
+        context: grpc.aio.ServicerContext[Any, Any],
+        error: GatewayError,
+        message_id: str,
+        method: str,
+        request: AgencyRequest | None,
+    ) -> None:
+        log_refusal(
+            error,
+            Origin.CONSUMER_GATEWAY,
+            message_id=message_id,
+            method=method,
+            client=str(request.client) if request else "",
+            provider=str(request.provider) if request else "",
+            peer=context.peer(),
+        )
+        context.set_code(error.code.status)
+        context.set_details(error.message)
+        context.set_trailing_metadata(refusal_trailers(error, Origin.CONSUMER_GATEWAY, message_id))

@@ -1,0 +1,178 @@
+"""The gateway's error catalogue: every refusal's stable code, gRPC status and origin.
+
+::
+
+    GatewayError        one refusal; carries an ErrorCode, a message and optionally a field
+    SettingsError       (code: settings_invalid) a gateway built from inconsistent settings
+
+:func:`refusal_trailers` is the one place where a code becomes what the caller sees: the gRPC
+status (from the catalogue) and the trailing metadata ``pintu-error-code``, ``pintu-error-origin``
+and ``pintu-error-detail-bin`` (a serialized ``pintu.v1.ErrorDetail``).
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import ClassVar
+
+import grpc
+
+from proto.pintu.v1 import errors_pb2
+
+ERROR_CODE_KEY = "pintu-error-code"
+ERROR_ORIGIN_KEY = "pintu-error-origin"
+ERROR_DETAIL_KEY = "pintu-error-detail-bin"
+MESSAGE_ID_KEY = "pintu-message-id"
+
+_S = grpc.StatusCode
+
+
+class Origin(enum.Enum):
+    """The component that refused an exchange."""
+
+    CONSUMER_GATEWAY = ("consumer_gateway", errors_pb2.ERROR_ORIGIN_CONSUMER_GATEWAY)
+    PROVIDER_GATEWAY = ("provider_gateway", errors_pb2.ERROR_ORIGIN_PROVIDER_GATEWAY)
+
+    def __init__(self, label: str, wire: errors_pb2.ErrorOrigin.ValueType) -> None:
+        self.label = label
+        self.wire = wire
+
+
+class ErrorCode(enum.Enum):
+    """Stable error codes. A code's meaning never changes and a retired code is never reused."""
+
+    # Caller input, checked by the consumer gateway.
+    METADATA_MISSING = (
+        "metadata_missing",
+        _S.INVALID_ARGUMENT,
+        "A required pintu-* metadata entry is missing.",
+    )
+    METADATA_INVALID = (
+        "metadata_invalid",
+        _S.INVALID_ARGUMENT,
+        "A pintu-* metadata entry is malformed or given more than once.",
+    )
+    METHOD_INVALID = (
+        "method_invalid",
+        _S.INVALID_ARGUMENT,
+        "The call's method path is not /package.Service/Method.",
+    )
+    REQUEST_INVALID = (
+        "request_invalid",
+        _S.INVALID_ARGUMENT,
+        "A field of a request to the security server's own services is malformed.",
+    )
+    CLIENT_NOT_ALLOWED = (
+        "client_not_allowed",
+        _S.PERMISSION_DENIED,
+        "The caller may not act as the subsystem named in pintu-client.",
+    )
+    PROVIDER_UNKNOWN = (
+        "provider_unknown",
+        _S.NOT_FOUND,
+        "The subsystem named in pintu-provider is not registered.",
+    )
+    PROVIDER_UNAVAILABLE = (
+        "provider_unavailable",
+        _S.UNAVAILABLE,
+        "No security server of the provider could be reached securely.",
+    )
+    # Peer checks, by the provider gateway.
+    PEER_NOT_AUTHENTICATED = (
+        "peer_not_authenticated",
+        _S.UNAUTHENTICATED,
+        "The TLS peer is not an identifiable security server over TLS 1.3.",
+    )
+    PEER_UNKNOWN = (
+        "peer_unknown",
+        _S.PERMISSION_DENIED,
+        "The TLS peer's security server is not registered.",
+    )
+    PEER_MEMBER_MISMATCH = (
+        "peer_member_mismatch",
+        _S.PERMISSION_DENIED,
+        "The TLS peer is not a security server of the client's member.",
+    )
+    EXCHANGE_HEADER_INVALID = (
+        "exchange_header_invalid",
+        _S.INVALID_ARGUMENT,
+        "The exchange header from the consumer gateway is missing or malformed.",
+    )
+    PROVIDER_NOT_SERVED = (
+        "provider_not_served",
+        _S.NOT_FOUND,
+        "This security server does not serve the requested provider.",
+    )
+    SERVICE_UNKNOWN = (
+        "service_unknown",
+        _S.UNIMPLEMENTED,
+        "The provider offers no such service through this security server.",
+    )
+    BACKEND_UNAVAILABLE = (
+        "backend_unavailable",
+        _S.UNAVAILABLE,
+        "The provider's backend could not be reached.",
+    )
+    BACKEND_TIMEOUT = (
+        "backend_timeout",
+        _S.DEADLINE_EXCEEDED,
+        "The backend did not answer within the service's configured timeout.",
+    )
+    # Either side.
+    DEADLINE_EXCEEDED = (
+        "deadline_exceeded",
+        _S.DEADLINE_EXCEEDED,
+        "The caller's deadline passed before the exchange completed.",
+    )
+    MESSAGE_TOO_LARGE = (
+        "message_too_large",
+        _S.RESOURCE_EXHAUSTED,
+        "A request or response message exceeds the configured size limit.",
+    )
+    INTERNAL_ERROR = (
+        "internal_error",
+        _S.INTERNAL,
+        "An unexpected error in the security server; see its log.",
+    )
+
+    def __init__(self, label: str, status: grpc.StatusCode, summary: str) -> None:
+        self.label = label
+        self.status = status
+        self.summary = summary
+
+
+class GatewayError(Exception):
+    """A refused exchange: a catalogue code, a message for the caller, and the field concerned."""
+
+    def __init__(self, code: ErrorCode, message: str, field: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+
+
+class SettingsError(Exception):
+    """Gateway settings that contradict each other; the message names the setting."""
+
+    code: ClassVar[str] = "settings_invalid"
+
+
+def refusal_trailers(
+    error: GatewayError, origin: Origin, message_id: str
+) -> tuple[tuple[str, str | bytes], ...]:
+    """The trailing metadata that reports ``error`` to the caller."""
+    detail = errors_pb2.ErrorDetail(
+        code=error.code.label,
+        origin=origin.wire,
+        message=error.message,
+        message_id=message_id,
+        field=error.field,
+    )
+    trailers: list[tuple[str, str | bytes]] = [
+        (ERROR_CODE_KEY, error.code.label),
+        (ERROR_ORIGIN_KEY, origin.label),
+        (ERROR_DETAIL_KEY, detail.SerializeToString()),
+    ]
+    if message_id:
+        trailers.append((MESSAGE_ID_KEY, message_id))
+    return tuple(trailers)

@@ -1,0 +1,293 @@
+"""The provider side: an exchange in from another member's security server, out to the backend.
+
+Steps for every call on the peer listener (mTLS, the federation's CA):
+
+1. the TLS peer must be a registered security server identified by its certificate, over TLS 1.3
+   (``peer_not_authenticated``, ``peer_unknown``);
+2. the exchange header must be present and well-formed, name the same method and the TLS peer as
+   the consumer server (``exchange_header_invalid``);
+3. the TLS peer must be a server of the member named as the client (``peer_member_mismatch``);
+4. the provider must be served here (``provider_not_served``) and the service configured
+   (``service_unknown``);
+5. the call goes to the backend with the verified ``pintu-*`` values, the caller's deadline (capped
+   by the service's timeout) and other metadata; responses and status come back unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import grpc.aio
+from google.protobuf.message import DecodeError
+
+from gateway._channels import BackendChannels
+from gateway._errors import ErrorCode, GatewayError, Origin, refusal_trailers
+from gateway._events import LOGGER, log_refusal
+from gateway._metadata import (
+    CLIENT_KEY,
+    EXCHANGE_HEADER_KEY,
+    ISSUE_KEY,
+    MESSAGE_ID_KEY,
+    PURPOSE_KEY,
+    SUBJECT_KEY,
+    USER_KEY,
+    Metadata,
+    passthrough,
+)
+from gateway._relay import RequestStream, relay
+from gateway._settings import GatewaySettings, LocalService
+from pki import CertificateIdentityError, identity_from_uris
+from proto import (
+    IdentifierError,
+    MethodPath,
+    SecurityServerId,
+    SubsystemId,
+    parse_purpose,
+    parse_reference,
+    parse_subject,
+)
+from proto.pintu.v1 import exchange_pb2
+
+_MESSAGE_ID_LENGTH = 32
+
+
+class _Exchange:
+    """What the provider side learnt about one exchange, for its refusal and its log."""
+
+    __slots__ = ("client", "message_id", "peer")
+
+    def __init__(self) -> None:
+        self.message_id = ""
+        self.client = ""
+        self.peer = ""
+
+
+class ProviderSide:
+    """Handles calls on the peer listener."""
+
+    def __init__(self, settings: GatewaySettings, backends: BackendChannels) -> None:
+        self._settings = settings
+        self._configuration = settings.global_configuration
+        self._backends = backends
+        self._limit = settings.limits.max_message_bytes
+        self._services: dict[tuple[SubsystemId, str], LocalService] = {
+            (service.provider, service.service_name): local
+            for service, local in settings.services.items()
+        }
+        self._served = {service.provider for service in settings.services}
+
+    def handler(self, method: str, metadata: Metadata) -> grpc.RpcMethodHandler[Any, Any]:
+        """The handler for one incoming call."""
+        return grpc.stream_stream_rpc_method_handler(
+            functools.partial(self._exchange, method, metadata)
+        )
+
+    async def _exchange(
+        self,
+        method: str,
+        metadata: Metadata,
+        requests: AsyncIterator[bytes],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> None:
+        seen = _Exchange()
+        try:
+            peer = self._authenticate(context)
+            seen.peer = str(peer)
+            header = self._read_header(metadata, method, peer)
+            seen.message_id = header.message_id
+            client = SubsystemId.from_proto(header.client)
+            seen.client = str(client)
+            if client.member != peer.owner:
+                raise GatewayError(
+                    ErrorCode.PEER_MEMBER_MISMATCH,
+                    f"security server {peer} is not a server of {client.member}",
+                    "pintu-client",
+                )
+            service = self._service(header, method)
+            await self._forward(service, header, metadata, requests, context)
+        except GatewayError as error:
+            self._refuse(context, error, method, seen)
+        except Exception:
+            LOGGER.exception("unexpected error in exchange %s", seen.message_id)
+            internal = GatewayError(
+                ErrorCode.INTERNAL_ERROR, "unexpected error; see the gateway log"
+            )
+            self._refuse(context, internal, method, seen)
+
+    def _authenticate(self, context: grpc.aio.ServicerContext[Any, Any]) -> SecurityServerId:
+        auth = context.auth_context()
+        if auth.get("ssl_tls_version") != [b"TLSv1.3"]:
+            raise GatewayError(ErrorCode.PEER_NOT_AUTHENTICATED, "TLS 1.3 is required")
+        uris = [uri.decode("ascii", "replace") for uri in auth.get("peer_uri", [])]
+        try:
+            identity = identity_from_uris(uris)
+        except CertificateIdentityError as error:
+            raise GatewayError(ErrorCode.PEER_NOT_AUTHENTICATED, str(error)) from None
+        if not isinstance(identity, SecurityServerId):
+            raise GatewayError(
+                ErrorCode.PEER_NOT_AUTHENTICATED,
+                f"the peer certificate names {identity}, not a security server",
+            )
+        if identity not in self._configuration.security_servers:
+            raise GatewayError(
+                ErrorCode.PEER_UNKNOWN, f"security server {identity} is not registered"
+            )
+        return identity
+
+    def _read_header(
+        self, metadata: Metadata, method: str, peer: SecurityServerId
+    ) -> exchange_pb2.ExchangeHeader:
+        raw = [value for key, value in metadata if key == EXCHANGE_HEADER_KEY]
+        if len(raw) != 1 or not isinstance(raw[0], bytes):
+            raise GatewayError(
+                ErrorCode.EXCHANGE_HEADER_INVALID,
+                f"expected exactly one {EXCHANGE_HEADER_KEY} entry, got {len(raw)}",
+                EXCHANGE_HEADER_KEY,
+            )
+        header = exchange_pb2.ExchangeHeader()
+        try:
+            header.ParseFromString(raw[0])
+            self._check_header(header, method, peer)
+        except (DecodeError, IdentifierError) as error:
+            raise GatewayError(
+                ErrorCode.EXCHANGE_HEADER_INVALID, f"exchange header: {error}", EXCHANGE_HEADER_KEY
+            ) from None
+        return header
+
+    @staticmethod
+    def _check_header(
+        header: exchange_pb2.ExchangeHeader, method: str, peer: SecurityServerId
+    ) -> None:
+        def invalid(why: str) -> GatewayError:
+            return GatewayError(
+                ErrorCode.EXCHANGE_HEADER_INVALID, f"exchange header: {why}", EXCHANGE_HEADER_KEY
+            )
+
+        if header.version != 1:
+            raise invalid(f"unsupported version {header.version}")
+        message_id = header.message_id
+        if len(message_id) != _MESSAGE_ID_LENGTH or message_id.strip("0123456789abcdef"):
+            raise invalid("message_id must be 32 lowercase hex digits")
+        if header.method != method:
+            raise invalid("method differs from the call's method")
+        if SecurityServerId.from_proto(header.consumer_server) != peer:
+            raise invalid("consumer_server differs from the TLS peer")
+        SubsystemId.from_proto(header.client)
+        SubsystemId.from_proto(header.provider)
+        parse_purpose(header.purpose)
+        if header.subject:
+            parse_subject(header.subject)
+        if header.user:
+            parse_reference("user", header.user)
+        if header.issue:
+            parse_reference("issue", header.issue)
+
+    def _service(self, header: exchange_pb2.ExchangeHeader, method: str) -> LocalService:
+        provider = SubsystemId.from_proto(header.provider)
+        if provider not in self._served:
+            raise GatewayError(
+                ErrorCode.PROVIDER_NOT_SERVED,
+                f"security server {self._settings.server} does not serve {provider}",
+                "pintu-provider",
+            )
+        try:
+            service_name = MethodPath.parse(method).service_name
+        except IdentifierError as error:
+            raise GatewayError(ErrorCode.METHOD_INVALID, str(error), "method") from None
+        service = self._services.get((provider, service_name))
+        if service is None:
+            raise GatewayError(
+                ErrorCode.SERVICE_UNKNOWN,
+                f"{provider} offers no service {service_name} here",
+                "method",
+            )
+        return service
+
+    async def _forward(
+        self,
+        service: LocalService,
+        header: exchange_pb2.ExchangeHeader,
+        metadata: Metadata,
+        requests: AsyncIterator[bytes],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> None:
+        verified: list[tuple[str, str | bytes]] = [
+            (CLIENT_KEY, str(SubsystemId.from_proto(header.client))),
+            (PURPOSE_KEY, header.purpose),
+            (MESSAGE_ID_KEY, header.message_id),
+        ]
+        for key, value in (
+            (SUBJECT_KEY, header.subject),
+            (USER_KEY, header.user),
+            (ISSUE_KEY, header.issue),
+        ):
+            if value:
+                verified.append((key, value))
+        remaining = context.time_remaining()
+        capped = service.timeout_seconds is not None and (
+            remaining is None or service.timeout_seconds < remaining
+        )
+        timeout = service.timeout_seconds if capped else remaining
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        channel = self._backends.channel(service.backend)
+
+        def classify(failure: grpc.aio.AioRpcError) -> GatewayError | None:
+            code = failure.code()
+            if code is grpc.StatusCode.UNAVAILABLE and (
+                channel.get_state() is not grpc.ChannelConnectivity.READY
+            ):
+                return GatewayError(
+                    ErrorCode.BACKEND_UNAVAILABLE, f"backend {service.backend}: {failure.details()}"
+                )
+            if (
+                code is grpc.StatusCode.DEADLINE_EXCEEDED
+                and deadline is not None
+                and loop.time() >= deadline
+            ):
+                if capped:
+                    return GatewayError(
+                        ErrorCode.BACKEND_TIMEOUT,
+                        f"no answer within the service's timeout of {service.timeout_seconds} s",
+                    )
+                return GatewayError(ErrorCode.DEADLINE_EXCEEDED, "the caller's deadline passed")
+            return None
+
+        stream = RequestStream(requests, self._limit)
+        call = channel.stream_stream(header.method, None, None)(
+            stream.messages(), metadata=(*passthrough(metadata), *verified), timeout=timeout
+        )
+        await relay(
+            call,
+            stream,
+            context,
+            self._limit,
+            ((MESSAGE_ID_KEY, header.message_id),),
+            classify,
+            passthrough,
+        )
+
+    def _refuse(
+        self,
+        context: grpc.aio.ServicerContext[Any, Any],
+        error: GatewayError,
+        method: str,
+        seen: _Exchange,
+    ) -> None:
+        log_refusal(
+            error,
+            Origin.PROVIDER_GATEWAY,
+            message_id=seen.message_id,
+            method=method,
+            client=seen.client,
+            peer=seen.peer or context.peer(),
+        )
+        context.set_code(error.code.status)
+        context.set_details(error.message)
+        context.set_trailing_metadata(
+            refusal_trailers(error, Origin.PROVIDER_GATEWAY, seen.message_id)
+        )

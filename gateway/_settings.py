@@ -1,0 +1,107 @@
+"""What a security server is built from: validated, immutable settings with built objects."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from gateway._errors import SettingsError
+from pki import TlsIdentity
+from proto import SecurityServerId, ServiceId, SubsystemId
+from registry import GlobalConfiguration
+
+MIB = 1024 * 1024
+DEFAULT_MAX_MESSAGE_BYTES = 64 * MIB
+
+
+@dataclass(frozen=True, slots=True)
+class LocalClient:
+    """A subsystem of the owner that may call out through this security server.
+
+    With ``require_tls`` the subsystem can only be claimed over the mTLS agency listener, by a
+    client certificate naming it; otherwise any local process on the plaintext listener may
+    claim it.
+    """
+
+    id: SubsystemId
+    require_tls: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LocalService:
+    """A service this security server provides, and the backend that implements it."""
+
+    id: ServiceId
+    backend: str
+    timeout_seconds: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Size and time limits of both hops."""
+
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    shutdown_grace_seconds: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not 1024 <= self.max_message_bytes <= 1024 * MIB:
+            raise SettingsError("limits.max_message_bytes: must be between 1 KiB and 1 GiB")
+        if not 0 <= self.shutdown_grace_seconds <= 3600:
+            raise SettingsError("limits.shutdown_grace_seconds: must be between 0 and 3600")
+
+    @property
+    def transport_ceiling(self) -> int:
+        """The gRPC transport's own limit: above ours, so oversized messages get our error code.
+
+        Messages between the two limits are refused by the gateway with ``message_too_large``;
+        larger ones by the gRPC transport itself (RESOURCE_EXHAUSTED without a Pintu code).
+        """
+        return self.max_message_bytes + max(MIB, self.max_message_bytes // 16)
+
+
+@dataclass(frozen=True, slots=True)
+class AgencyListener:
+    """The listener agency systems call: plaintext (loopback) or mTLS."""
+
+    address: str
+    tls: TlsIdentity | None = None
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    """Everything a security server needs, loaded and checked once at start-up."""
+
+    server: SecurityServerId
+    peer_address: str
+    peer_tls: TlsIdentity
+    agency_listeners: tuple[AgencyListener, ...]
+    global_configuration: GlobalConfiguration
+    clients: Mapping[SubsystemId, LocalClient] = field(default_factory=dict)
+    services: Mapping[ServiceId, LocalService] = field(default_factory=dict)
+    limits: Limits = field(default_factory=Limits)
+
+    def __post_init__(self) -> None:
+        conf = self.global_configuration
+        if self.server not in conf.security_servers:
+            raise SettingsError(f"server: {self.server} is not in the global configuration")
+        for client in self.clients:
+            if client.member != self.server.owner:
+                raise SettingsError(
+                    f"clients: {client} is not a subsystem of the owner {self.server.owner}"
+                )
+            if not conf.has_subsystem(client):
+                raise SettingsError(f"clients: {client} is not in the global configuration")
+        for service in self.services:
+            if service.provider.member != self.server.owner:
+                raise SettingsError(
+                    f"services: {service} is not provided by the owner {self.server.owner}"
+                )
+            if not conf.has_subsystem(service.provider):
+                raise SettingsError(
+                    f"services: provider {service.provider} is not in the global configuration"
+                )
+        if not self.agency_listeners:
+            raise SettingsError("agency: at least one listener is required")
+        object.__setattr__(self, "clients", MappingProxyType(dict(self.clients)))
+        object.__setattr__(self, "services", MappingProxyType(dict(self.services)))

@@ -1,0 +1,16 @@
+"""Pintu's composition root: the ``pintu`` command, configuration files, ``up`` and ``demo``.
+
+Nothing imports this package; it builds the other packages' objects from files and runs them.
+"""
+
+from pintu._config import load_gateway_settings
+from pintu._errors import ConfigError, FederationError, PintuError
+from pintu._federation import LocalFederation
+
+__all__ = [
+    "ConfigError",
+    "FederationError",
+    "LocalFederation",
+    "PintuError",
+    "load_gateway_settings",
+]

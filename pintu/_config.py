@@ -1,0 +1,207 @@
+"""The security server's configuration file (TOML), loaded and checked once at start-up.
+
+::
+
+    server = "DEMO/GOV/POPREG/ss1"                   # this security server
+    global_configuration = "global-configuration.json"
+
+    [peer]                                           # mTLS listener for other security servers
+    listen = "127.0.0.1:7103"
+    key = "auth.key"                                 # authentication certificate's key
+    certificate = "auth.pem"
+    trust_anchors = "federation-root-ca.pem"
+
+    [agency]                                         # where agency systems call
+    listen = "127.0.0.1:7101"                        # plaintext (h2c); keep it on loopback
+    tls_listen = "127.0.0.1:7102"                    # optional mTLS listener
+    tls_key = "agency-tls.key"
+    tls_certificate = "agency-tls.pem"
+    tls_client_trust_anchors = "federation-root-ca.pem"
+
+    [limits]
+    max_message_bytes = 67108864                     # default 64 MiB, per message, both hops
+    shutdown_grace_seconds = 10
+
+    [[clients]]                                      # subsystems that may call out
+    id = "DEMO/GOV/POPREG/civilregistry"
+    require_tls = false
+
+    [[services]]                                     # services provided through this server
+    id = "DEMO/GOV/POPREG/civilregistry/popreg.v1.CivilRegistry"
+    backend = "127.0.0.1:7110"
+    timeout_seconds = 30                             # optional cap on the caller's deadline
+
+Relative paths are relative to the configuration file's folder.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from gateway import (
+    AgencyListener,
+    GatewaySettings,
+    Limits,
+    LocalClient,
+    LocalService,
+    SettingsError,
+)
+from pintu._errors import ConfigError
+from pki import PkiError, TlsIdentity
+from proto import IdentifierError, SecurityServerId, ServiceId, SubsystemId
+from registry import GlobalConfiguration, RegistryError, parse_address
+
+T = TypeVar("T")
+
+_KNOWN = {
+    "": {"server", "global_configuration", "peer", "agency", "limits", "clients", "services"},
+    "peer": {"listen", "key", "certificate", "trust_anchors"},
+    "agency": {"listen", "tls_listen", "tls_key", "tls_certificate", "tls_client_trust_anchors"},
+    "limits": {"max_message_bytes", "shutdown_grace_seconds"},
+    "clients": {"id", "require_tls"},
+    "services": {"id", "backend", "timeout_seconds"},
+}
+
+
+class _Reader:
+    """Typed access to one TOML table, with errors naming ``file: table.key``."""
+
+    def __init__(self, source: Path, table: dict[str, Any], where: str, kind: str) -> None:
+        self.source = source
+        self.table = table
+        self.where = where
+        unknown = sorted(set(table) - _KNOWN[kind])
+        if unknown:
+            raise self.error(unknown[0], "unknown setting")
+
+    def error(self, key: str, why: str) -> ConfigError:
+        name = f"{self.where}.{key}" if self.where else key
+        return ConfigError(f"{self.source}: {name}: {why}")
+
+    def get(self, key: str, kind: type[T], default: T | None = None) -> T:
+        value = self.table.get(key, default)
+        if value is None:
+            raise self.error(key, "required")
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise self.error(key, f"expected {kind.__name__}, got {type(value).__name__}")
+        return value
+
+    def optional(self, key: str, kind: type[T]) -> T | None:
+        return self.get(key, kind) if key in self.table else None
+
+    def parsed(self, key: str, parse: Callable[[object], T]) -> T:
+        try:
+            return parse(self.get(key, str))
+        except IdentifierError as error:
+            raise self.error(key, str(error)) from None
+
+    def address(self, key: str) -> str:
+        value = self.get(key, str)
+        try:
+            parse_address(value, key)
+        except RegistryError:
+            raise self.error(key, f"{value!r} is not 'host:port'") from None
+        return value
+
+    def path(self, key: str) -> Path:
+        return (self.source.parent / self.get(key, str)).resolve()
+
+    def tables(self, key: str) -> list[dict[str, Any]]:
+        value = self.table.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+            raise self.error(key, "expected an array of tables")
+        return value
+
+    def table_at(self, key: str) -> dict[str, Any]:
+        value = self.table.get(key, {})
+        if not isinstance(value, dict):
+            raise self.error(key, "expected a table")
+        return value
+
+
+def _identity(reader: _Reader, key: str, certificate: str, anchors: str) -> TlsIdentity:
+    try:
+        return TlsIdentity.load(reader.path(key), reader.path(certificate), reader.path(anchors))
+    except PkiError as error:
+        raise reader.error(key, str(error)) from None
+
+
+def load_gateway_settings(path: Path) -> GatewaySettings:
+    """Read, default and check a security server's configuration file.
+
+    Raises:
+        ConfigError: naming the file and the setting at fault.
+    """
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ConfigError(f"{path}: {error.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}") from None
+    root = _Reader(path, document, "", "")
+    server = root.parsed("server", SecurityServerId.parse)
+    try:
+        configuration = GlobalConfiguration.load(root.path("global_configuration"))
+    except RegistryError as error:
+        raise root.error("global_configuration", str(error)) from None
+
+    peer = _Reader(path, root.table_at("peer"), "peer", "peer")
+    agency = _Reader(path, root.table_at("agency"), "agency", "agency")
+    listeners: list[AgencyListener] = []
+    if "listen" in agency.table:
+        listeners.append(AgencyListener(agency.address("listen")))
+    if "tls_listen" in agency.table:
+        identity = _identity(agency, "tls_key", "tls_certificate", "tls_client_trust_anchors")
+        listeners.append(AgencyListener(agency.address("tls_listen"), identity))
+
+    limits_table = _Reader(path, root.table_at("limits"), "limits", "limits")
+    defaults = Limits()
+    try:
+        limits = Limits(
+            max_message_bytes=limits_table.get(
+                "max_message_bytes", int, defaults.max_message_bytes
+            ),
+            shutdown_grace_seconds=limits_table.get(
+                "shutdown_grace_seconds", float, defaults.shutdown_grace_seconds
+            ),
+        )
+    except SettingsError as error:
+        raise ConfigError(f"{path}: {error}") from None
+
+    clients: dict[SubsystemId, LocalClient] = {}
+    for index, table in enumerate(root.tables("clients")):
+        item = _Reader(path, table, f"clients[{index}]", "clients")
+        client = item.parsed("id", SubsystemId.parse)
+        if client in clients:
+            raise item.error("id", f"{client} is listed twice")
+        clients[client] = LocalClient(client, item.get("require_tls", bool, False))
+
+    services: dict[ServiceId, LocalService] = {}
+    for index, table in enumerate(root.tables("services")):
+        item = _Reader(path, table, f"services[{index}]", "services")
+        service = item.parsed("id", ServiceId.parse)
+        if service in services:
+            raise item.error("id", f"{service} is listed twice")
+        timeout = item.optional("timeout_seconds", float)
+        if timeout is not None and not 0 < timeout <= 86_400:
+            raise item.error("timeout_seconds", "must be between 0 and 86400")
+        services[service] = LocalService(service, item.address("backend"), timeout)
+
+    try:
+        return GatewaySettings(
+            server=server,
+            peer_address=peer.address("listen"),
+            peer_tls=_identity(peer, "key", "certificate", "trust_anchors"),
+            agency_listeners=tuple(listeners),
+            global_configuration=configuration,
+            clients=clients,
+            services=services,
+            limits=limits,
+        )
+    except SettingsError as error:
+        raise ConfigError(f"{path}: {error}") from None

@@ -1,0 +1,269 @@
+"""The federation's certificate authority and the certificate profiles it issues.
+
+Profiles (all leaf certificates carry exactly one ``urn:pintu:`` URI SAN):
+
+``security server``  TLS client + server authentication between gateways; URI SAN
+                     ``urn:pintu:server:<server>``; DNS SAN :func:`tls_server_name` of the owner.
+``signing``          digitalSignature + nonRepudiation for a member's signatures on exchanges;
+                     URI SAN ``urn:pintu:member:<member>``.
+``agency client``    TLS client authentication of an agency system at its own gateway;
+                     URI SAN ``urn:pintu:subsystem:<subsystem>``.
+``agency listener``  TLS server certificate for a gateway's agency listener.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from pki._errors import IssuanceRefused, KeyMaterialError
+from pki._identity import tls_server_name
+from pki._keys import (
+    PrivateKey,
+    certificate_pem,
+    generate_key,
+    key_pem,
+    load_certificates,
+    load_private_key,
+    write_private,
+    write_public,
+)
+from proto import MemberId, SecurityServerId, SubsystemId
+
+PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey
+
+# id-kp-documentSigning (RFC 9336).
+DOCUMENT_SIGNING = x509.ObjectIdentifier("1.3.6.1.5.5.7.3.36")
+
+# Backdating absorbs small clock differences between the CA and relying parties.
+_BACKDATE = dt.timedelta(minutes=5)
+
+_NO_KEY_USAGE = dict(
+    content_commitment=False,
+    key_encipherment=False,
+    data_encipherment=False,
+    key_agreement=False,
+    key_cert_sign=False,
+    crl_sign=False,
+    encipher_only=False,
+    decipher_only=False,
+)
+
+
+def _check_time(now: dt.datetime) -> None:
+    if now.tzinfo is None:
+        raise IssuanceRefused("the time given to the CA must carry a time zone")
+
+
+def _name(common_name: str, organization: str | None = None) -> x509.Name:
+    attributes = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
+    if organization:
+        attributes.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
+    return x509.Name(attributes)
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateAuthority:
+    """A CA key and its certificate; every ``issue_*`` method takes the time as an argument."""
+
+    key: PrivateKey
+    certificate: x509.Certificate
+
+    @staticmethod
+    def create(instance: str, *, now: dt.datetime, lifetime: dt.timedelta) -> CertificateAuthority:
+        """A new self-signed federation root CA for ``instance``.
+
+        Raises:
+            IssuanceRefused: ``now`` has no time zone.
+        """
+        _check_time(now)
+        key = generate_key()
+        name = _name(f"Pintu federation root CA ({instance})", "Pintu federation " + instance)
+        public = key.public_key()
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(public)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - _BACKDATE)
+            .not_valid_after(now + lifetime)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=False,
+                    **{**_NO_KEY_USAGE, "key_cert_sign": True, "crl_sign": True},
+                ),
+                critical=True,
+            )
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+            .sign(key, hashes.SHA256())
+        )
+        return CertificateAuthority(key, certificate)
+
+    @staticmethod
+    def load(key: Path, certificate: Path, passphrase: bytes | None = None) -> CertificateAuthority:
+        """Load a CA from its PEM key and certificate.
+
+        Raises:
+            KeyMaterialError: unreadable files, or a key that does not match the certificate.
+        """
+        private_key = load_private_key(key, passphrase)
+        cert = load_certificates(certificate)[0]
+        if cert.public_key() != private_key.public_key():
+            raise KeyMaterialError(f"CA key {key} does not match certificate {certificate}")
+        try:
+            constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+        except x509.ExtensionNotFound:
+            constraints = None
+        if constraints is None or not constraints.ca:
+            raise KeyMaterialError(f"certificate {certificate} is not a CA certificate")
+        return CertificateAuthority(private_key, cert)
+
+    def save(self, key: Path, certificate: Path, passphrase: bytes | None = None) -> None:
+        """Write the key (owner-only, encrypted when a passphrase is given) and the certificate."""
+        write_private(key, key_pem(self.key, passphrase))
+        write_public(certificate, certificate_pem(self.certificate))
+
+    def _leaf(
+        self,
+        subject: x509.Name,
+        public_key: PublicKey,
+        sans: Iterable[x509.GeneralName],
+        usage: x509.KeyUsage,
+        extended: list[x509.ObjectIdentifier],
+        now: dt.datetime,
+        lifetime: dt.timedelta,
+    ) -> x509.Certificate:
+        _check_time(now)
+        ca_from, ca_until = (
+            self.certificate.not_valid_before_utc,
+            self.certificate.not_valid_after_utc,
+        )
+        if not ca_from <= now < ca_until:
+            raise IssuanceRefused(
+                f"the CA is valid from {ca_from:%Y-%m-%d %H:%M:%S} to {ca_until:%Y-%m-%d %H:%M:%S}"
+                f" UTC, not at {now.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S} UTC"
+            )
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(self.certificate.subject)
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(max(now - _BACKDATE, ca_from))
+            .not_valid_after(min(now + lifetime, ca_until))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(usage, critical=True)
+            .add_extension(x509.SubjectAlternativeName(list(sans)), critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
+                critical=False,
+            )
+        )
+        builder = builder.add_extension(x509.ExtendedKeyUsage(extended), critical=False)
+        algorithm = None if isinstance(self.key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+        return builder.sign(self.key, algorithm)
+
+    def issue_server_certificate(
+        self,
+        server: SecurityServerId,
+        public_key: PublicKey,
+        *,
+        now: dt.datetime,
+        lifetime: dt.timedelta,
+    ) -> x509.Certificate:
+        """A security server's authentication certificate (TLS client and server)."""
+        return self._leaf(
+            _name(str(server), str(server.owner)),
+            public_key,
+            [
+                x509.UniformResourceIdentifier(server.uri),
+                x509.DNSName(tls_server_name(server.owner)),
+            ],
+            x509.KeyUsage(digital_signature=True, **_NO_KEY_USAGE),
+            [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+            now,
+            lifetime,
+        )
+
+    def issue_signing_certificate(
+        self,
+        member: MemberId,
+        public_key: PublicKey,
+        *,
+        now: dt.datetime,
+        lifetime: dt.timedelta,
+    ) -> x509.Certificate:
+        """A member's signing certificate (digitalSignature + nonRepudiation, document signing).
+
+        The explicit extended key usage (RFC 9336 document signing) keeps TLS stacks from
+        accepting it for client or server authentication.
+        """
+        return self._leaf(
+            _name(str(member), str(member)),
+            public_key,
+            [x509.UniformResourceIdentifier(member.uri)],
+            x509.KeyUsage(digital_signature=True, **{**_NO_KEY_USAGE, "content_commitment": True}),
+            [DOCUMENT_SIGNING],
+            now,
+            lifetime,
+        )
+
+    def issue_client_certificate(
+        self,
+        subsystem: SubsystemId,
+        public_key: PublicKey,
+        *,
+        now: dt.datetime,
+        lifetime: dt.timedelta,
+    ) -> x509.Certificate:
+        """An agency system's TLS client certificate for its own gateway's agency listener."""
+        return self._leaf(
+            _name(str(subsystem), str(subsystem.member)),
+            public_key,
+            [x509.UniformResourceIdentifier(subsystem.uri)],
+            x509.KeyUsage(digital_signature=True, **_NO_KEY_USAGE),
+            [ExtendedKeyUsageOID.CLIENT_AUTH],
+            now,
+            lifetime,
+        )
+
+    def issue_listener_certificate(
+        self,
+        server: SecurityServerId,
+        names: Iterable[str],
+        public_key: PublicKey,
+        *,
+        now: dt.datetime,
+        lifetime: dt.timedelta,
+    ) -> x509.Certificate:
+        """A TLS server certificate for a gateway's agency listener, valid for ``names``.
+
+        ``names`` are DNS names or IP addresses the agency systems use to reach the listener.
+        """
+        sans: list[x509.GeneralName] = []
+        for name in names:
+            try:
+                sans.append(x509.IPAddress(ipaddress.ip_address(name)))
+            except ValueError:
+                sans.append(x509.DNSName(name))
+        sans.append(x509.UniformResourceIdentifier(server.uri))
+        return self._leaf(
+            _name(f"{server} agency listener", str(server.owner)),
+            public_key,
+            sans,
+            x509.KeyUsage(digital_signature=True, **_NO_KEY_USAGE),
+            [ExtendedKeyUsageOID.SERVER_AUTH],
+            now,
+            lifetime,
+        )

@@ -1,0 +1,137 @@
+"""Private keys and certificates on disk, and the TLS material a gateway is built from."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+from pki._errors import KeyMaterialError
+
+PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
+
+
+def generate_key() -> ec.EllipticCurvePrivateKey:
+    """A new ECDSA P-256 key: fast to sign and verify, accepted by every TLS stack."""
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def key_pem(key: PrivateKey, passphrase: bytes | None = None) -> bytes:
+    """PKCS#8 PEM, encrypted when a passphrase is given."""
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(passphrase)
+        if passphrase
+        else serialization.NoEncryption()
+    )
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+    )
+
+
+def certificate_pem(*certificates: x509.Certificate) -> bytes:
+    """Concatenated PEM of the given certificates."""
+    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certificates)
+
+
+def _write_atomically(path: Path, data: bytes, mode: int) -> None:
+    # mkstemp creates a new, uniquely named file (O_EXCL, mode 0600): no stale or planted
+    # scratch file and no symbolic link can redirect or widen what is written.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, scratch = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(scratch, mode)
+        os.replace(scratch, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(scratch)
+        raise
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write a secret file readable by its owner only, replacing any previous file atomically."""
+    _write_atomically(path, data, 0o600)
+
+
+def write_public(path: Path, data: bytes) -> None:
+    """Write a public file (certificates), replacing any previous file atomically."""
+    _write_atomically(path, data, 0o644)
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise KeyMaterialError(f"{what} {path}: {error.strerror}") from error
+
+
+def load_private_key(path: Path, passphrase: bytes | None = None) -> PrivateKey:
+    """Load a PEM private key.
+
+    Raises:
+        KeyMaterialError: unreadable, wrong passphrase, or not an EC, Ed25519 or RSA key.
+    """
+    try:
+        key = serialization.load_pem_private_key(_read(path, "private key"), passphrase)
+    except (ValueError, TypeError) as error:
+        raise KeyMaterialError(f"private key {path}: {error}") from error
+    if not isinstance(
+        key, ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
+    ):
+        raise KeyMaterialError(f"private key {path}: unsupported key type {type(key).__name__}")
+    return key
+
+
+def load_certificates(path: Path) -> list[x509.Certificate]:
+    """Load one or more PEM certificates.
+
+    Raises:
+        KeyMaterialError: unreadable or no certificate in the file.
+    """
+    try:
+        certificates = x509.load_pem_x509_certificates(_read(path, "certificate"))
+    except ValueError as error:
+        raise KeyMaterialError(f"certificate {path}: {error}") from error
+    return certificates
+
+
+@dataclass(frozen=True, slots=True)
+class TlsIdentity:
+    """What a TLS endpoint presents and trusts, as PEM bytes ready for gRPC credentials.
+
+    ``certificate_chain`` is the leaf first, then any intermediates; ``trust_anchors`` are the
+    roots the peer's chain must end in.
+    """
+
+    private_key: bytes
+    certificate_chain: bytes
+    trust_anchors: bytes
+
+    @staticmethod
+    def load(key: Path, certificate: Path, trust_anchors: Path) -> TlsIdentity:
+        """Load and check the three files: the key must match the leaf certificate.
+
+        Raises:
+            KeyMaterialError: a file is unreadable or the key does not match the certificate.
+        """
+        private_key = load_private_key(key)
+        chain = load_certificates(certificate)
+        anchors = load_certificates(trust_anchors)
+        leaf_key = chain[0].public_key()
+        if leaf_key != private_key.public_key():
+            raise KeyMaterialError(f"private key {key} does not match certificate {certificate}")
+        return TlsIdentity(key_pem(private_key), certificate_pem(*chain), certificate_pem(*anchors))
+
+    @property
+    def leaf(self) -> x509.Certificate:
+        """The first certificate of the chain."""
+        return x509.load_pem_x509_certificate(self.certificate_chain)

@@ -1,0 +1,270 @@
+"""Two real security servers, a probe backend and a throwaway PKI, all on 127.0.0.1.
+
+Members of the test federation (instance DEMO):
+
+* ``DEMO/GOV/A`` runs the consumer gateway ``A/ss1``; subsystems ``client`` (a client),
+  ``secure`` (a client that must use mTLS) and ``idle`` (registered, not a client of ``A/ss1``);
+* ``DEMO/GOV/B`` runs the provider gateway ``B/ss1``; subsystem ``provider`` offers
+  ``test.v1.Probe`` (backed by the probe), ``other`` offers nothing through ``B/ss1``;
+* ``DEMO/COM/C`` has a registered server ``C/ss1`` but no running gateway (tests use its
+  certificate to act as a rogue peer);
+* ``DEMO/GOV/Z`` is a member without any security server.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import grpc
+import grpc.aio
+
+import pki
+from gateway import (
+    AgencyListener,
+    GatewaySettings,
+    Limits,
+    LocalClient,
+    LocalService,
+    SecurityServer,
+    security_server,
+)
+from proto import MemberId, SecurityServerId, SubsystemId
+from registry import GlobalConfiguration, Member, Service
+from registry import SecurityServer as RegisteredServer
+from tests.integration.probe import SERVICE, ProbeRecord, start_probe
+
+A = MemberId("DEMO", "GOV", "A")
+B = MemberId("DEMO", "GOV", "B")
+C = MemberId("DEMO", "COM", "C")
+Z = MemberId("DEMO", "GOV", "Z")
+A_SERVER, B_SERVER, C_SERVER = A.server("ss1"), B.server("ss1"), C.server("ss1")
+CLIENT = A.subsystem("client")
+SECURE_CLIENT = A.subsystem("secure")
+IDLE = A.subsystem("idle")
+PROVIDER = B.subsystem("provider")
+OTHER = B.subsystem("other")
+C_CLIENT = C.subsystem("app")
+Z_SYSTEM = Z.subsystem("records")
+PROBE = PROVIDER.service(SERVICE)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class ThrowawayPki:
+    """A federation CA and an unrelated (foreign) CA, with helpers to issue what tests need."""
+
+    def __init__(self) -> None:
+        self.now = dt.datetime.now(dt.UTC)
+        year = dt.timedelta(days=365)
+        self.ca = pki.CertificateAuthority.create("DEMO", now=self.now, lifetime=year)
+        self.foreign = pki.CertificateAuthority.create("FOREIGN", now=self.now, lifetime=year)
+
+    @property
+    def anchors(self) -> bytes:
+        return pki.certificate_pem(self.ca.certificate)
+
+    def server_identity(
+        self, server: SecurityServerId, authority: pki.CertificateAuthority | None = None
+    ) -> pki.TlsIdentity:
+        authority = authority or self.ca
+        key = pki.generate_key()
+        certificate = authority.issue_server_certificate(
+            server, key.public_key(), now=self.now, lifetime=dt.timedelta(days=1)
+        )
+        return pki.TlsIdentity(
+            pki.key_pem(key),
+            pki.certificate_pem(certificate),
+            pki.certificate_pem(authority.certificate),
+        )
+
+    def client_identity(
+        self, subsystem: SubsystemId, authority: pki.CertificateAuthority | None = None
+    ) -> tuple[bytes, bytes]:
+        """(key PEM, certificate PEM) of an agency client certificate."""
+        authority = authority or self.ca
+        key = pki.generate_key()
+        certificate = authority.issue_client_certificate(
+            subsystem, key.public_key(), now=self.now, lifetime=dt.timedelta(days=1)
+        )
+        return pki.key_pem(key), pki.certificate_pem(certificate)
+
+    def listener_identity(self, server: SecurityServerId) -> pki.TlsIdentity:
+        key = pki.generate_key()
+        certificate = self.ca.issue_listener_certificate(
+            server,
+            ["localhost", "127.0.0.1"],
+            key.public_key(),
+            now=self.now,
+            lifetime=dt.timedelta(days=1),
+        )
+        return pki.TlsIdentity(pki.key_pem(key), pki.certificate_pem(certificate), self.anchors)
+
+
+def configuration(addresses: dict[SecurityServerId, str]) -> GlobalConfiguration:
+    return GlobalConfiguration.build(
+        "DEMO",
+        [
+            Member(A, "Agency A", frozenset({"client", "secure", "idle"})),
+            Member(B, "Agency B", frozenset({"provider", "other"})),
+            Member(C, "Company C", frozenset({"app"})),
+            Member(Z, "Agency Z", frozenset({"records"})),
+        ],
+        [RegisteredServer(server, address) for server, address in addresses.items()],
+        [Service(PROBE, ("Echo", "ServerStream"), "Test probe")],
+    )
+
+
+@dataclass
+class TwoGateways:
+    """A running two-gateway federation; ``close`` stops everything."""
+
+    pki: ThrowawayPki
+    configuration: GlobalConfiguration
+    consumer: SecurityServer
+    provider: SecurityServer
+    probe: ProbeRecord
+    backend: grpc.aio.Server | None
+    backend_address: str
+    channels: list[grpc.aio.Channel] = field(default_factory=list)
+
+    def agency_channel(self) -> grpc.aio.Channel:
+        """A plaintext channel to the consumer gateway's agency listener."""
+        channel = grpc.aio.insecure_channel(
+            f"127.0.0.1:{self.consumer.agency_ports[0]}",
+            options=[("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)],
+        )
+        self.channels.append(channel)
+        return channel
+
+    def agency_tls_channel(self, subsystem: SubsystemId, authority=None) -> grpc.aio.Channel:
+        """An mTLS channel to the consumer gateway's agency listener, as ``subsystem``."""
+        key, certificate = self.pki.client_identity(subsystem, authority)
+        credentials = grpc.ssl_channel_credentials(self.pki.anchors, key, certificate)
+        channel = grpc.aio.secure_channel(f"localhost:{self.consumer.agency_ports[1]}", credentials)
+        self.channels.append(channel)
+        return channel
+
+    def peer_channel(self, identity: pki.TlsIdentity, member: MemberId = B) -> grpc.aio.Channel:
+        """An mTLS channel straight to the provider gateway's peer listener."""
+        credentials = grpc.ssl_channel_credentials(
+            self.pki.anchors, identity.private_key, identity.certificate_chain
+        )
+        channel = grpc.aio.secure_channel(
+            f"127.0.0.1:{self.provider.peer_port}",
+            credentials,
+            options=[("grpc.ssl_target_name_override", pki.tls_server_name(member))],
+        )
+        self.channels.append(channel)
+        return channel
+
+    async def close(self) -> None:
+        for channel in self.channels:
+            await channel.close()
+        await self.consumer.stop(0)
+        await self.provider.stop(0)
+        if self.backend is not None:
+            await self.backend.stop(0)
+
+
+def metadata(
+    client: SubsystemId | str = CLIENT,
+    provider: SubsystemId | str = PROVIDER,
+    purpose: str = "testing",
+    **extra: str,
+) -> list[tuple[str, str]]:
+    """The ``pintu-*`` metadata of a call; ``extra`` keys use ``_`` for ``-``."""
+    entries = [
+        ("pintu-client", str(client)),
+        ("pintu-provider", str(provider)),
+        ("pintu-purpose", purpose),
+    ]
+    entries += [(key.replace("_", "-"), value) for key, value in extra.items()]
+    return entries
+
+
+async def build_testbed(
+    *,
+    limits: Limits | None = None,
+    service_timeout: float | None = None,
+    backend_up: bool = True,
+    provider_authority: str = "federation",
+    extra_servers: Sequence[tuple[SecurityServerId, str]] = (),
+    consumer_clock: Callable[[], float] = time.time,
+) -> TwoGateways:
+    """Start the probe backend and both gateways.
+
+    ``provider_authority="foreign"`` gives the provider gateway a certificate from the foreign CA.
+    """
+    test_pki = ThrowawayPki()
+    limits = limits or Limits()
+    record = ProbeRecord()
+    backend: grpc.aio.Server | None = None
+    if backend_up:
+        backend, backend_port = await start_probe(record)
+    else:
+        backend_port = free_port()
+    addresses = {
+        A_SERVER: f"127.0.0.1:{free_port()}",
+        B_SERVER: f"127.0.0.1:{free_port()}",
+        C_SERVER: f"127.0.0.1:{free_port()}",
+        **dict(extra_servers),
+    }
+    conf = configuration(addresses)
+    consumer = security_server(
+        GatewaySettings(
+            server=A_SERVER,
+            peer_address=addresses[A_SERVER],
+            peer_tls=test_pki.server_identity(A_SERVER),
+            agency_listeners=(
+                AgencyListener("127.0.0.1:0"),
+                AgencyListener("127.0.0.1:0", test_pki.listener_identity(A_SERVER)),
+            ),
+            global_configuration=conf,
+            clients={
+                CLIENT: LocalClient(CLIENT),
+                SECURE_CLIENT: LocalClient(SECURE_CLIENT, require_tls=True),
+            },
+            limits=limits,
+        ),
+        clock=consumer_clock,
+    )
+    authority = test_pki.foreign if provider_authority == "foreign" else test_pki.ca
+    provider = security_server(
+        GatewaySettings(
+            server=B_SERVER,
+            peer_address=addresses[B_SERVER],
+            peer_tls=test_pki.server_identity(B_SERVER, authority),
+            agency_listeners=(AgencyListener("127.0.0.1:0"),),
+            global_configuration=conf,
+            services={PROBE: LocalService(PROBE, f"127.0.0.1:{backend_port}", service_timeout)},
+            limits=limits,
+        )
+    )
+    await consumer.start()
+    await provider.start()
+    return TwoGateways(
+        test_pki, conf, consumer, provider, record, backend, f"127.0.0.1:{backend_port}"
+    )
+
+
+def probe(channel: grpc.aio.Channel, method: str, kind: str = "unary"):
+    """A raw-bytes multi-callable for a probe method."""
+    path = f"/{SERVICE}/{method}"
+    return {
+        "unary": channel.unary_unary,
+        "server": channel.unary_stream,
+        "client": channel.stream_unary,
+        "bidi": channel.stream_stream,
+    }[kind](path)
+
+
+def trailers(error: grpc.aio.AioRpcError) -> dict[str, str | bytes]:
+    return dict(error.trailing_metadata() or ())

@@ -1,0 +1,209 @@
+"""The operator's commands, run as users run them: ``pintu up`` and ``pintu demo``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from demo.contracts import population_pb2, population_pb2_grpc
+
+pytestmark = pytest.mark.integration
+
+PARENT = "NIK:3174055403940003"
+
+
+def pintu(*arguments: str) -> list[str]:
+    return [sys.executable, "-m", "pintu", *arguments]
+
+
+@pytest.fixture(scope="module")
+def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """``pintu up --dir DIR`` running for the module; stopped with SIGTERM at the end."""
+    state = tmp_path_factory.mktemp("federation")
+    log = (state / "up.log").open("w")
+    process = subprocess.Popen(
+        pintu("up", "--dir", str(state)), stdout=log, stderr=subprocess.STDOUT
+    )
+    log.close()
+    endpoints = state / "federation.json"
+    deadline = time.monotonic() + 60
+    while not endpoints.exists():
+        if process.poll() is not None:
+            pytest.fail(f"pintu up exited early:\n{(state / 'up.log').read_text()}")
+        if time.monotonic() > deadline:
+            process.kill()
+            pytest.fail("pintu up did not write federation.json within 60 s")
+        time.sleep(0.1)
+    document = json.loads(endpoints.read_text())
+    document["_process"] = process
+    document["_state"] = state
+    yield document
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
+
+
+def _pids(state: Path) -> list[int]:
+    return [json.loads(p.read_text())["pid"] for p in (state / "run").glob("*.ready")]
+
+
+def test_up_writes_every_endpoint(federation: dict[str, Any]) -> None:
+    assert set(federation["gateways"]) == {"welfare", "popreg", "nhis", "tax"}
+    assert set(federation["agencies"]) == set(federation["gateways"])
+    assert Path(federation["ca_bundle"]).is_file()
+    for key, agency in federation["agencies"].items():
+        gateway = federation["gateways"][agency["gateway"]]
+        assert gateway["server"].startswith(agency["member"] + "/")
+        assert Path(agency["client_certificate"]).is_file()
+        assert Path(agency["client_key"]).is_file()
+        if key == "welfare":
+            assert agency["backend_address"] is None
+        else:
+            assert agency["services"]
+
+
+def test_private_keys_are_readable_by_their_owner_only(federation: dict[str, Any]) -> None:
+    state: Path = federation["_state"]
+    keys = [
+        *state.glob("pki/*.key"),
+        *state.glob("gateways/*/*.key"),
+        *state.glob("clients/*/key.pem"),
+    ]
+    assert len(keys) >= 1 + 4 * 3 + 4
+    for key in keys:
+        assert oct(key.stat().st_mode & 0o777) == "0o600", key
+
+
+def call_population_registry(
+    federation: dict[str, Any], channel: grpc.Channel, client: str
+) -> population_pb2.Person:
+    stub = population_pb2_grpc.CivilRegistryStub(channel)
+    return stub.GetPerson(
+        population_pb2.GetPersonRequest(citizen_id=PARENT),
+        metadata=[
+            ("pintu-client", client),
+            ("pintu-provider", federation["agencies"]["popreg"]["subsystem"]),
+            ("pintu-purpose", "birth-support"),
+            ("pintu-subject", PARENT),
+        ],
+        timeout=10,
+    )
+
+
+def test_an_ordinary_stub_reaches_another_agency_through_the_gateways(
+    federation: dict[str, Any],
+) -> None:
+    address = federation["gateways"]["welfare"]["agency_address"]
+    with grpc.insecure_channel(address) as channel:
+        person = call_population_registry(
+            federation, channel, federation["agencies"]["welfare"]["subsystem"]
+        )
+    assert person.citizen_id == PARENT
+
+
+def test_the_mtls_agency_listener_with_the_client_certificate_from_up(
+    federation: dict[str, Any],
+) -> None:
+    welfare = federation["agencies"]["welfare"]
+    credentials = grpc.ssl_channel_credentials(
+        Path(federation["ca_bundle"]).read_bytes(),
+        Path(welfare["client_key"]).read_bytes(),
+        Path(welfare["client_certificate"]).read_bytes(),
+    )
+    port = federation["gateways"]["welfare"]["agency_tls_address"].rsplit(":", 1)[1]
+    with grpc.secure_channel(f"localhost:{port}", credentials) as channel:
+        person = call_population_registry(federation, channel, welfare["subsystem"])
+    assert person.citizen_id == PARENT
+
+
+def test_the_peer_port_verified_with_openssl(federation: dict[str, Any], tmp_path: Path) -> None:
+    """An outside TLS client sees TLS 1.3 and a certificate chaining to the federation CA."""
+    welfare = federation["agencies"]["welfare"]
+    address = federation["gateways"]["popreg"]["peer_address"]
+    result = subprocess.run(
+        [
+            "timeout",
+            "10",
+            "openssl",
+            "s_client",
+            "-connect",
+            address,
+            "-tls1_3",
+            "-CAfile",
+            federation["ca_bundle"],
+            "-verify_return_error",
+            "-cert",
+            welfare["client_certificate"],
+            "-key",
+            welfare["client_key"],
+            "-brief",
+        ],
+        input="",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert "Protocol version: TLSv1.3" in output
+    assert "Verification: OK" in output
+
+
+def test_the_peer_port_refuses_tls_below_1_2(federation: dict[str, Any]) -> None:
+    address = federation["gateways"]["popreg"]["peer_address"]
+    result = subprocess.run(
+        ["timeout", "10", "openssl", "s_client", "-connect", address, "-tls1_1", "-brief"],
+        input="",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "Protocol version" not in result.stdout + result.stderr
+
+
+def test_up_stops_every_child_on_sigterm(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    process = subprocess.Popen(pintu("up", "--dir", str(state)), stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not (state / "federation.json").exists():
+        assert process.poll() is None, "pintu up exited early"
+        assert time.monotonic() < deadline, "pintu up did not start"
+        time.sleep(0.1)
+    children = _pids(state)
+    assert len(children) == 7  # four security servers, three agency backends
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(30) == 0
+    for pid in children:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert not (state / "federation.json").exists()
+    # A second start reuses the CA and the keys.
+    ca = (state / "pki/federation-root-ca.pem").read_bytes()
+    again = subprocess.Popen(pintu("up", "--dir", str(state)), stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not (state / "federation.json").exists():
+            assert again.poll() is None, "second pintu up exited early"
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert (state / "pki/federation-root-ca.pem").read_bytes() == ca
+    finally:
+        again.send_signal(signal.SIGINT)
+        assert again.wait(30) == 0
+
+
+def test_demo_runs_the_scenario_and_exits_zero() -> None:
+    result = subprocess.run(pintu("demo"), capture_output=True, text=True, timeout=180, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "client_not_allowed" in result.stdout
+    assert "PERMISSION_DENIED" in result.stdout

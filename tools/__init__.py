@@ -1,0 +1,1 @@
+"""Development tools for the Pintu source tree (not installed with the package)."""
