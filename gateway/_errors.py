@@ -152,9 +152,19 @@ class GatewayError(Exception):
 
 
 class SettingsError(Exception):
-    """Gateway settings that contradict each other; the message names the setting."""
+    """Gateway settings that contradict each other; the message names the setting.
+
+    ``setting`` is the setting at fault (``server``, ``peer.certificate``, ``clients``,
+    ``services``, ...) and ``item``, for list settings, the identifier of the entry at fault.
+    """
 
     code: ClassVar[str] = "settings_invalid"
+
+    def __init__(self, setting: str, message: str, item: object = None) -> None:
+        super().__init__(f"{setting}: {message}")
+        self.setting = setting
+        self.message = message
+        self.item = item
 
 
 def refusal_trailers(

@@ -101,12 +101,12 @@ class SecurityServer:
                 server.add_generic_rpc_handlers(
                     [_AgencyHandler(consumer, metaservices, listener.tls is not None)]
                 )
-                self.agency_ports.append(self._bind(server, listener))
+                self.agency_ports.append(self._bind(server, listener, "agency"))
                 self._servers.append(server)
             peer = grpc.aio.server(options=options)
             peer.add_generic_rpc_handlers([_PeerHandler(ProviderSide(settings, self._backends))])
             self.peer_port = self._bind(
-                peer, AgencyListener(settings.peer_address, settings.peer_tls)
+                peer, AgencyListener(settings.peer_address, settings.peer_tls), "peer"
             )
             self._servers.append(peer)
             for server in self._servers:
@@ -116,16 +116,19 @@ class SecurityServer:
             raise
 
     @staticmethod
-    def _bind(server: grpc.aio.Server, listener: AgencyListener) -> int:
+    def _bind(server: grpc.aio.Server, listener: AgencyListener, section: str) -> int:
+        setting = (
+            f"{section}.{'listen' if listener.tls is None or section == 'peer' else 'tls_listen'}"
+        )
         try:
             if listener.tls is None:
                 port = server.add_insecure_port(listener.address)
             else:
                 port = server.add_secure_port(listener.address, _server_credentials(listener.tls))
         except RuntimeError as error:
-            raise SettingsError(f"cannot listen on {listener.address}: {error}") from None
+            raise SettingsError(setting, f"cannot listen on {listener.address}: {error}") from None
         if port == 0:
-            raise SettingsError(f"cannot listen on {listener.address}")
+            raise SettingsError(setting, f"cannot listen on {listener.address}")
         return port
 
     async def stop(self, grace: float | None = None) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from gateway._errors import SettingsError
-from pki import TlsIdentity
+from pki import CertificateIdentityError, TlsIdentity, certificate_identity
 from proto import SecurityServerId, ServiceId, SubsystemId
 from registry import GlobalConfiguration
 
@@ -46,9 +46,9 @@ class Limits:
 
     def __post_init__(self) -> None:
         if not 1024 <= self.max_message_bytes <= 1024 * MIB:
-            raise SettingsError("limits.max_message_bytes: must be between 1 KiB and 1 GiB")
+            raise SettingsError("limits.max_message_bytes", "must be between 1 KiB and 1 GiB")
         if not 0 <= self.shutdown_grace_seconds <= 3600:
-            raise SettingsError("limits.shutdown_grace_seconds: must be between 0 and 3600")
+            raise SettingsError("limits.shutdown_grace_seconds", "must be between 0 and 3600")
 
     @property
     def transport_ceiling(self) -> int:
@@ -83,25 +83,39 @@ class GatewaySettings:
 
     def __post_init__(self) -> None:
         conf = self.global_configuration
+        owner = self.server.owner
         if self.server not in conf.security_servers:
-            raise SettingsError(f"server: {self.server} is not in the global configuration")
-        for client in self.clients:
-            if client.member != self.server.owner:
-                raise SettingsError(
-                    f"clients: {client} is not a subsystem of the owner {self.server.owner}"
-                )
-            if not conf.has_subsystem(client):
-                raise SettingsError(f"clients: {client} is not in the global configuration")
-        for service in self.services:
-            if service.provider.member != self.server.owner:
-                raise SettingsError(
-                    f"services: {service} is not provided by the owner {self.server.owner}"
-                )
-            if not conf.has_subsystem(service.provider):
-                raise SettingsError(
-                    f"services: provider {service.provider} is not in the global configuration"
-                )
+            raise SettingsError("server", f"{self.server} is not in the global configuration")
+        try:
+            named = certificate_identity(self.peer_tls.leaf)
+        except CertificateIdentityError as error:
+            raise SettingsError("peer.certificate", str(error)) from None
+        if named != self.server:
+            raise SettingsError("peer.certificate", f"names {named}, not the server {self.server}")
         if not self.agency_listeners:
-            raise SettingsError("agency: at least one listener is required")
+            raise SettingsError("agency", "at least one listener is required")
+        over_tls = any(listener.tls is not None for listener in self.agency_listeners)
+        for client in self.clients.values():
+            if client.id.member != owner:
+                raise SettingsError(
+                    "clients", f"{client.id} is not a subsystem of the owner {owner}", client.id
+                )
+            if not conf.has_subsystem(client.id):
+                raise SettingsError(
+                    "clients", f"{client.id} is not in the global configuration", client.id
+                )
+            if client.require_tls and not over_tls:
+                raise SettingsError(
+                    "clients", f"{client.id} requires TLS but no mTLS listener is set", client.id
+                )
+        for service in self.services:
+            if service.provider.member != owner:
+                raise SettingsError(
+                    "services", f"{service} is not provided by the owner {owner}", service
+                )
+            if service not in conf.services:
+                raise SettingsError(
+                    "services", f"{service} is not in the global configuration", service
+                )
         object.__setattr__(self, "clients", MappingProxyType(dict(self.clients)))
         object.__setattr__(self, "services", MappingProxyType(dict(self.services)))

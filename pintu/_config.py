@@ -50,7 +50,7 @@ from gateway import (
     SettingsError,
 )
 from pintu._errors import ConfigError
-from pki import PkiError, TlsIdentity
+from pki import PkiError, TlsIdentity, load_certificates, load_private_key
 from proto import IdentifierError, SecurityServerId, ServiceId, SubsystemId
 from registry import GlobalConfiguration, RegistryError, parse_address
 
@@ -109,7 +109,16 @@ class _Reader:
         return value
 
     def path(self, key: str) -> Path:
-        return (self.source.parent / self.get(key, str)).resolve()
+        try:
+            return (self.source.parent / self.get(key, str)).resolve()
+        except (ValueError, OSError) as error:
+            raise self.error(key, f"not a usable path: {error}") from None
+
+    def loaded(self, key: str, load: Callable[[Path], T]) -> T:
+        try:
+            return load(self.path(key))
+        except PkiError as error:
+            raise self.error(key, str(error)) from None
 
     def tables(self, key: str) -> list[dict[str, Any]]:
         value = self.table.get(key, [])
@@ -125,10 +134,13 @@ class _Reader:
 
 
 def _identity(reader: _Reader, key: str, certificate: str, anchors: str) -> TlsIdentity:
+    private_key = reader.loaded(key, load_private_key)
+    chain = reader.loaded(certificate, load_certificates)
+    trusted = reader.loaded(anchors, load_certificates)
     try:
-        return TlsIdentity.load(reader.path(key), reader.path(certificate), reader.path(anchors))
+        return TlsIdentity.build(private_key, chain, trusted)
     except PkiError as error:
-        raise reader.error(key, str(error)) from None
+        raise reader.error(key, f"{error} ({reader.table[certificate]})") from None
 
 
 def load_gateway_settings(path: Path) -> GatewaySettings:
@@ -155,9 +167,14 @@ def load_gateway_settings(path: Path) -> GatewaySettings:
     listeners: list[AgencyListener] = []
     if "listen" in agency.table:
         listeners.append(AgencyListener(agency.address("listen")))
+    tls_keys = ("tls_key", "tls_certificate", "tls_client_trust_anchors")
     if "tls_listen" in agency.table:
-        identity = _identity(agency, "tls_key", "tls_certificate", "tls_client_trust_anchors")
+        identity = _identity(agency, *tls_keys)
         listeners.append(AgencyListener(agency.address("tls_listen"), identity))
+    else:
+        for key in tls_keys:
+            if key in agency.table:
+                raise agency.error(key, "set without tls_listen: no mTLS listener would use it")
 
     limits_table = _Reader(path, root.table_at("limits"), "limits", "limits")
     defaults = Limits()
@@ -171,7 +188,7 @@ def load_gateway_settings(path: Path) -> GatewaySettings:
             ),
         )
     except SettingsError as error:
-        raise ConfigError(f"{path}: {error}") from None
+        raise ConfigError(f"{path}: {error.setting}: {error.message}") from None
 
     clients: dict[SubsystemId, LocalClient] = {}
     for index, table in enumerate(root.tables("clients")):
@@ -204,4 +221,13 @@ def load_gateway_settings(path: Path) -> GatewaySettings:
             limits=limits,
         )
     except SettingsError as error:
-        raise ConfigError(f"{path}: {error}") from None
+        raise ConfigError(f"{path}: {_setting_name(error, root)}: {error.message}") from None
+
+
+def _setting_name(error: SettingsError, root: _Reader) -> str:
+    """Where in the file the entry an error is about was written (``clients[1].id``)."""
+    if error.setting in ("clients", "services") and error.item is not None:
+        for index, table in enumerate(root.tables(error.setting)):
+            if table.get("id") == str(error.item):
+                return f"{error.setting}[{index}].id"
+    return error.setting

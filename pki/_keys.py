@@ -123,13 +123,26 @@ class TlsIdentity:
         Raises:
             KeyMaterialError: a file is unreadable or the key does not match the certificate.
         """
-        private_key = load_private_key(key)
-        chain = load_certificates(certificate)
-        anchors = load_certificates(trust_anchors)
-        leaf_key = chain[0].public_key()
-        if leaf_key != private_key.public_key():
-            raise KeyMaterialError(f"private key {key} does not match certificate {certificate}")
-        return TlsIdentity(key_pem(private_key), certificate_pem(*chain), certificate_pem(*anchors))
+        return TlsIdentity.build(
+            load_private_key(key), load_certificates(certificate), load_certificates(trust_anchors)
+        )
+
+    @staticmethod
+    def build(
+        private_key: PrivateKey,
+        chain: list[x509.Certificate],
+        trust_anchors: list[x509.Certificate],
+    ) -> TlsIdentity:
+        """An identity from loaded parts.
+
+        Raises:
+            KeyMaterialError: the key does not match the chain's first certificate.
+        """
+        if chain[0].public_key() != private_key.public_key():
+            raise KeyMaterialError("the private key does not match the certificate")
+        return TlsIdentity(
+            key_pem(private_key), certificate_pem(*chain), certificate_pem(*trust_anchors)
+        )
 
     @property
     def leaf(self) -> x509.Certificate:
