@@ -19,11 +19,20 @@ from registry import GlobalConfiguration
 
 
 def channel_options(limits: Limits) -> list[tuple[str, int | str]]:
-    """Options shared by every channel and server of a gateway."""
+    """Options shared by every channel and server of a gateway.
+
+    Flow-control windows stay at HTTP/2's default instead of growing with bandwidth-delay
+    probing: a stalled reader then holds back its sender after about 64 KiB per stream and hop,
+    instead of megabytes buffered in the gateway.
+    """
     ceiling = limits.transport_ceiling
+    metadata = limits.metadata_ceiling + EXCHANGE_METADATA_ALLOWANCE
     return [
         ("grpc.max_send_message_length", ceiling),
         ("grpc.max_receive_message_length", ceiling),
+        ("grpc.max_metadata_size", metadata),
+        ("grpc.absolute_max_metadata_size", metadata),
+        ("grpc.http2.bdp_probe", 0),
         ("grpc.keepalive_time_ms", 30_000),
         ("grpc.keepalive_timeout_ms", 10_000),
         ("grpc.http2.max_pings_without_data", 0),
@@ -31,8 +40,29 @@ def channel_options(limits: Limits) -> list[tuple[str, int | str]]:
     ]
 
 
+def agency_server_options(limits: Limits) -> list[tuple[str, int | str]]:
+    """Options of the agency listeners: the callers' metadata ceiling, without the allowance
+    the peer hop needs for the exchange header."""
+    options = dict(channel_options(limits))
+    options["grpc.max_metadata_size"] = limits.metadata_ceiling
+    options["grpc.absolute_max_metadata_size"] = limits.metadata_ceiling
+    return list(options.items())
+
+
+# Room on the peer hop for what the consumer gateway adds to the caller's metadata.
+EXCHANGE_METADATA_ALLOWANCE = 8 * 1024
+
+# A peer that was down is retried soon: a restarted security server is back within a second.
+_RECONNECT = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 5_000),
+]
+
+
 class _MemberRoute:
-    """The channels to one member's security servers, tried round-robin, skipping failing ones."""
+    """The channels to one member's registered security servers, tried round-robin, skipping
+    failing ones."""
 
     __slots__ = ("_channels", "_turn")
 
@@ -58,9 +88,9 @@ class _MemberRoute:
 class PeerChannels:
     """mTLS channels to other members' security servers, keyed by member, created on first use.
 
-    Each channel expects the TLS name that only certificates of that member's servers carry
-    (:func:`pki.tls_server_name`), so a peer holding another member's certificate fails the
-    handshake.
+    Each channel goes to one registered server's address and expects the TLS name that only that
+    server's authentication certificate carries (:func:`pki.tls_server_name`): a peer holding any
+    other certificate — another member's, an unregistered server's — fails the handshake.
     """
 
     def __init__(
@@ -72,7 +102,7 @@ class PeerChannels:
             private_key=identity.private_key,
             certificate_chain=identity.certificate_chain,
         )
-        self._options = channel_options(limits)
+        self._options = [*channel_options(limits), *_RECONNECT]
         self._routes: dict[MemberId, _MemberRoute] = {}
 
     def channel(self, member: MemberId) -> grpc.aio.Channel:
@@ -92,10 +122,16 @@ class PeerChannels:
             raise GatewayError(
                 ErrorCode.PROVIDER_UNAVAILABLE, f"member {member} has no registered security server"
             )
-        options = [*self._options, ("grpc.ssl_target_name_override", tls_server_name(member))]
         return _MemberRoute(
             [
-                grpc.aio.secure_channel(server.address, self._credentials, options=options)
+                grpc.aio.secure_channel(
+                    server.address,
+                    self._credentials,
+                    options=[
+                        *self._options,
+                        ("grpc.ssl_target_name_override", tls_server_name(server.id)),
+                    ],
+                )
                 for server in servers
             ]
         )

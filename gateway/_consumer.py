@@ -20,24 +20,36 @@ from typing import Any
 
 import grpc
 import grpc.aio
+from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from gateway._channels import PeerChannels
-from gateway._errors import ERROR_CODE_KEY, ErrorCode, GatewayError, Origin, refusal_trailers
+from gateway._errors import (
+    ERROR_CODE_KEY,
+    ERROR_DETAIL_KEY,
+    ERROR_ORIGIN_KEY,
+    ErrorCode,
+    GatewayError,
+    Origin,
+    refusal_trailers,
+)
 from gateway._events import LOGGER, log_refusal
 from gateway._metadata import (
     EXCHANGE_HEADER_KEY,
     MESSAGE_ID_KEY,
+    STATUS_DETAILS_KEY,
     AgencyRequest,
     Metadata,
+    is_reserved,
+    metadata_size,
     pairs,
     read_agency_metadata,
 )
-from gateway._relay import RequestStream, relay
+from gateway._relay import CallerGone, RequestStream, relay
 from gateway._settings import GatewaySettings
 from pki import CertificateIdentityError, identity_from_uris
 from proto import IdentifierError, MethodPath
-from proto.pintu.v1 import exchange_pb2
+from proto.pintu.v1 import errors_pb2, exchange_pb2
 
 _LOCAL_STATUSES = {
     grpc.StatusCode.UNAVAILABLE: ErrorCode.PROVIDER_UNAVAILABLE,
@@ -52,12 +64,30 @@ def new_message_id() -> str:
 
 
 def _from_provider(metadata: Iterable[tuple[str, str | bytes]]) -> Metadata:
-    """The provider gateway's metadata as the caller may see it (its refusal codes included)."""
-    return tuple(
-        (key, value)
-        for key, value in metadata
-        if key != MESSAGE_ID_KEY and key != "user-agent" and not key.startswith("grpc-")
-    )
+    """The provider gateway's metadata as the caller may see it.
+
+    Its refusal entries pass, but a refusal can only come from the provider's side: the origin is
+    set to ``provider_gateway`` whatever the peer wrote. The message id is the consumer's own.
+    """
+    kept: list[tuple[str, str | bytes]] = []
+    for key, value in metadata:
+        if key == ERROR_ORIGIN_KEY:
+            kept.append((key, Origin.PROVIDER_GATEWAY.label))
+        elif key == ERROR_DETAIL_KEY:
+            kept.append((key, _provider_detail(value)))
+        elif key in (ERROR_CODE_KEY, STATUS_DETAILS_KEY) or not is_reserved(key):
+            kept.append((key, value))
+    return tuple(kept)
+
+
+def _provider_detail(raw: str | bytes) -> bytes:
+    detail = errors_pb2.ErrorDetail()
+    try:
+        detail.ParseFromString(raw if isinstance(raw, bytes) else b"")
+    except DecodeError:
+        return b""
+    detail.origin = Origin.PROVIDER_GATEWAY.wire
+    return detail.SerializeToString()
 
 
 def _classify(failure: grpc.aio.AioRpcError) -> GatewayError | None:
@@ -84,6 +114,7 @@ class ConsumerSide:
         self._peers = peers
         self._clock = clock
         self._limit = settings.limits.max_message_bytes
+        self._metadata_limit = settings.limits.max_metadata_bytes
 
     def handler(
         self, method: str, metadata: Metadata, over_tls: bool
@@ -108,6 +139,11 @@ class ConsumerSide:
                 MethodPath.parse(method)
             except IdentifierError as error:
                 raise GatewayError(ErrorCode.METHOD_INVALID, str(error), "method") from None
+            if metadata_size(metadata) > self._metadata_limit:
+                raise GatewayError(
+                    ErrorCode.METADATA_TOO_LARGE,
+                    f"the call's metadata exceeds {self._metadata_limit} bytes",
+                )
             request = read_agency_metadata(metadata)
             self._authorize(request, over_tls, context)
             if not self._settings.global_configuration.has_subsystem(request.provider):
@@ -134,6 +170,8 @@ class ConsumerSide:
             )
         except GatewayError as error:
             self._refuse(context, error, message_id, method, request)
+        except CallerGone:
+            LOGGER.debug("exchange ended: the caller is gone")
         except Exception:
             LOGGER.exception("unexpected error in exchange %s", message_id)
             internal = GatewayError(

@@ -57,6 +57,11 @@ class ErrorCode(enum.Enum):
         _S.INVALID_ARGUMENT,
         "The call's method path is not /package.Service/Method.",
     )
+    METADATA_TOO_LARGE = (
+        "metadata_too_large",
+        _S.RESOURCE_EXHAUSTED,
+        "The call's metadata exceeds the configured size limit.",
+    )
     REQUEST_INVALID = (
         "request_invalid",
         _S.INVALID_ARGUMENT,
@@ -88,6 +93,11 @@ class ErrorCode(enum.Enum):
         _S.PERMISSION_DENIED,
         "The TLS peer's security server is not registered.",
     )
+    CLIENT_UNKNOWN = (
+        "client_unknown",
+        _S.PERMISSION_DENIED,
+        "The client subsystem named by the consumer gateway is not registered.",
+    )
     PEER_MEMBER_MISMATCH = (
         "peer_member_mismatch",
         _S.PERMISSION_DENIED,
@@ -107,6 +117,11 @@ class ErrorCode(enum.Enum):
         "service_unknown",
         _S.UNIMPLEMENTED,
         "The provider offers no such service through this security server.",
+    )
+    METHOD_UNKNOWN = (
+        "method_unknown",
+        _S.UNIMPLEMENTED,
+        "The service has no such method registered.",
     )
     BACKEND_UNAVAILABLE = (
         "backend_unavailable",

@@ -87,6 +87,24 @@ def passthrough(metadata: Iterable[tuple[str, str | bytes]]) -> Metadata:
     return tuple((key, value) for key, value in metadata if not is_reserved(key))
 
 
+# gRPC's rich error model (google.rpc.Status) travels in this reserved key; it belongs to the
+# answer and passes from the backend to the caller.
+STATUS_DETAILS_KEY: Final = "grpc-status-details-bin"
+
+
+def response_passthrough(metadata: Iterable[tuple[str, str | bytes]]) -> Metadata:
+    """A backend's response metadata as the caller may see it: without reserved entries except
+    the rich error details."""
+    return tuple(
+        (key, value) for key, value in metadata if key == STATUS_DETAILS_KEY or not is_reserved(key)
+    )
+
+
+def metadata_size(metadata: Iterable[tuple[str, str | bytes]]) -> int:
+    """Size as HTTP/2 and gRPC count it: each entry's key and value, plus 32 bytes."""
+    return sum(len(key) + len(value) + 32 for key, value in metadata)
+
+
 def read_agency_metadata(metadata: Iterable[tuple[str, str | bytes]]) -> AgencyRequest:
     """Check a call's metadata as sent by an agency system.
 

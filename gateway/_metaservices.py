@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 import grpc
 import grpc.aio
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 
 from gateway._errors import ErrorCode, GatewayError, Origin, refusal_trailers
 from gateway._events import log_refusal
@@ -17,6 +17,8 @@ from proto.pintu.v1 import metaservices_pb2
 from registry import GlobalConfiguration
 
 SERVICE_PREFIX = "/pintu.v1.Metaservices/"
+# Every method under Pintu's own package is answered (or refused) by the security server itself.
+LOCAL_PREFIX = "/pintu.v1."
 
 Q = TypeVar("Q", bound=Message)
 R = TypeVar("R", bound=Message)
@@ -28,21 +30,26 @@ class Metaservices:
     def __init__(self, configuration: GlobalConfiguration) -> None:
         self._configuration = configuration
         self._handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
-            SERVICE_PREFIX + "ListClients": grpc.unary_unary_rpc_method_handler(
-                _answering(SERVICE_PREFIX + "ListClients", self.list_clients),
-                request_deserializer=metaservices_pb2.ListClientsRequest.FromString,
-                response_serializer=metaservices_pb2.ListClientsResponse.SerializeToString,
+            SERVICE_PREFIX + "ListClients": _handler(
+                SERVICE_PREFIX + "ListClients",
+                metaservices_pb2.ListClientsRequest,
+                self.list_clients,
             ),
-            SERVICE_PREFIX + "ListServices": grpc.unary_unary_rpc_method_handler(
-                _answering(SERVICE_PREFIX + "ListServices", self.list_services),
-                request_deserializer=metaservices_pb2.ListServicesRequest.FromString,
-                response_serializer=metaservices_pb2.ListServicesResponse.SerializeToString,
+            SERVICE_PREFIX + "ListServices": _handler(
+                SERVICE_PREFIX + "ListServices",
+                metaservices_pb2.ListServicesRequest,
+                self.list_services,
             ),
         }
 
     def handler(self, method: str) -> grpc.RpcMethodHandler[Any, Any] | None:
-        """The handler for ``method``, or None when it is not a metaservice method."""
-        return self._handlers.get(method)
+        """The handler for ``method`` when the security server answers it itself: a metaservice,
+        or a refusal (``method_unknown``) for any other method of the ``pintu.v1`` package;
+        None for everything else."""
+        local = self._handlers.get(method)
+        if local is None and method.startswith(LOCAL_PREFIX):
+            return grpc.unary_unary_rpc_method_handler(functools.partial(_unknown, method))
+        return local
 
     async def list_clients(
         self,
@@ -88,23 +95,40 @@ class Metaservices:
         )
 
 
-def _answering(
-    method: str,
-    answer: Callable[[Q, grpc.aio.ServicerContext[Any, Any]], Awaitable[R]],
-) -> Callable[[Q, grpc.aio.ServicerContext[Any, Any]], Awaitable[R | None]]:
-    """Report a metaservice's refusals like every other refusal: status, code and origin."""
+def _refuse(context: grpc.aio.ServicerContext[Any, Any], method: str, error: GatewayError) -> None:
+    log_refusal(error, Origin.CONSUMER_GATEWAY, message_id="", method=method, peer=context.peer())
+    context.set_code(error.code.status)
+    context.set_details(error.message)
+    context.set_trailing_metadata(refusal_trailers(error, Origin.CONSUMER_GATEWAY, ""))
 
-    @functools.wraps(answer)
-    async def answering(request: Q, context: grpc.aio.ServicerContext[Any, Any]) -> R | None:
+
+async def _unknown(
+    method: str, request: bytes, context: grpc.aio.ServicerContext[Any, Any]
+) -> None:
+    error = GatewayError(ErrorCode.METHOD_UNKNOWN, f"{method[:200]}: no such method", "method")
+    _refuse(context, method, error)
+
+
+def _handler(
+    method: str,
+    request_type: type[Q],
+    answer: Callable[[Q, grpc.aio.ServicerContext[Any, Any]], Awaitable[R]],
+) -> grpc.RpcMethodHandler[Any, Any]:
+    """A unary handler that parses the request itself and reports every refusal like every
+    other refusal: status, code and origin (a malformed request is ``request_invalid``)."""
+
+    async def answering(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes | None:
         try:
-            return await answer(request, context)
+            request = request_type()
+            try:
+                request.ParseFromString(raw)
+            except DecodeError:
+                raise GatewayError(
+                    ErrorCode.REQUEST_INVALID, "the request is not a valid message", "request"
+                ) from None
+            return (await answer(request, context)).SerializeToString()
         except GatewayError as error:
-            log_refusal(
-                error, Origin.CONSUMER_GATEWAY, message_id="", method=method, peer=context.peer()
-            )
-            context.set_code(error.code.status)
-            context.set_details(error.message)
-            context.set_trailing_metadata(refusal_trailers(error, Origin.CONSUMER_GATEWAY, ""))
+            _refuse(context, method, error)
             return None
 
-    return answering
+    return grpc.unary_unary_rpc_method_handler(answering)

@@ -37,8 +37,9 @@ from gateway._metadata import (
     USER_KEY,
     Metadata,
     passthrough,
+    response_passthrough,
 )
-from gateway._relay import RequestStream, relay
+from gateway._relay import CallerGone, RequestStream, relay
 from gateway._settings import GatewaySettings, LocalService
 from pki import CertificateIdentityError, identity_from_uris
 from proto import (
@@ -79,6 +80,14 @@ class ProviderSide:
             for service, local in settings.services.items()
         }
         self._served = {service.provider for service in settings.services}
+        # The full method paths registered for each provided service.
+        self._methods = {
+            service: frozenset(
+                f"/{service.service_name}/{name}"
+                for name in self._configuration.services[service].methods
+            )
+            for service in settings.services
+        }
 
     def handler(self, method: str, metadata: Metadata) -> grpc.RpcMethodHandler[Any, Any]:
         """The handler for one incoming call."""
@@ -107,10 +116,18 @@ class ProviderSide:
                     f"security server {peer} is not a server of {client.member}",
                     "pintu-client",
                 )
+            if not self._configuration.has_subsystem(client):
+                raise GatewayError(
+                    ErrorCode.CLIENT_UNKNOWN,
+                    f"{client} is not a registered subsystem",
+                    "pintu-client",
+                )
             service = self._service(header, method)
             await self._forward(service, header, metadata, requests, context)
         except GatewayError as error:
             self._refuse(context, error, method, seen)
+        except CallerGone:
+            LOGGER.debug("exchange ended: the caller is gone")
         except Exception:
             LOGGER.exception("unexpected error in exchange %s", seen.message_id)
             internal = GatewayError(
@@ -205,6 +222,12 @@ class ProviderSide:
                 f"{provider} offers no service {service_name} here",
                 "method",
             )
+        if method not in self._methods[service.id]:
+            raise GatewayError(
+                ErrorCode.METHOD_UNKNOWN,
+                f"{service.id} has no registered method {method.rsplit('/', 1)[-1]}",
+                "method",
+            )
         return service
 
     async def _forward(
@@ -268,7 +291,7 @@ class ProviderSide:
             self._limit,
             ((MESSAGE_ID_KEY, header.message_id),),
             classify,
-            passthrough,
+            response_passthrough,
         )
 
     def _refuse(

@@ -7,7 +7,7 @@ stream-stream, which carries all four RPC kinds unchanged (gRPC does not mark th
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 import grpc
@@ -62,15 +62,18 @@ async def relay(
     """
     try:
         initial = pairs(await call.initial_metadata())
-        if initial:
-            await context.send_initial_metadata(clean(initial))
+        if initial or not call.done():
+            # Headers travel on their own as soon as the far side sends them: a caller may be
+            # waiting for them before the first message. (A call that already ended sent no
+            # headers of its own, only trailers.)
+            await _deliver(context.send_initial_metadata(clean(initial)))
         async for message in call:
             if len(message) > limit:
                 raise GatewayError(
                     ErrorCode.MESSAGE_TOO_LARGE,
                     f"response message of {len(message)} bytes exceeds the limit of {limit}",
                 )
-            await context.write(message)
+            await _deliver(context.write(message))
         context.set_trailing_metadata(clean(pairs(await call.trailing_metadata())) + trailers)
     except grpc.aio.AioRpcError as failure:
         refusal = classify(failure)
@@ -90,3 +93,17 @@ async def relay(
     finally:
         if not call.done():
             call.cancel()
+
+
+class CallerGone(Exception):
+    """The caller's call ended (cancelled, deadline passed, connection lost) while the relay was
+    delivering to it: the end of the exchange, not a fault."""
+
+
+async def _deliver(sending: Awaitable[None]) -> None:
+    try:
+        await sending
+    except Exception as error:
+        # gRPC fails a write to a call that has already ended with its internal
+        # ExecuteBatchError; nothing else can fail here.
+        raise CallerGone(str(error)) from error

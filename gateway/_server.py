@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import grpc
 import grpc.aio
 
-from gateway._channels import BackendChannels, PeerChannels, channel_options
+from gateway._channels import (
+    BackendChannels,
+    PeerChannels,
+    agency_server_options,
+    channel_options,
+)
 from gateway._consumer import ConsumerSide
 from gateway._errors import SettingsError
+from gateway._events import LOGGER
 from gateway._metaservices import Metaservices
 from gateway._provider import ProviderSide
-from gateway._settings import AgencyListener, GatewaySettings
+from gateway._settings import GatewaySettings
 from pki import TlsIdentity
 
 if TYPE_CHECKING:
@@ -58,6 +66,13 @@ class _PeerHandler(_GenericHandler):
         )
 
 
+# How often a listener's health is checked (see SecurityServer).
+SUPERVISION_INTERVAL = 0.1
+# Servers sharing each listening address (SO_REUSEPORT): while one is being replaced, the
+# kernel hands new connections to the others.
+REPLICAS = 2
+
+
 def _server_credentials(identity: TlsIdentity) -> grpc.ServerCredentials:
     return grpc.ssl_server_credentials(
         [(identity.private_key, identity.certificate_chain)],
@@ -66,18 +81,99 @@ def _server_credentials(identity: TlsIdentity) -> grpc.ServerCredentials:
     )
 
 
+def _ensure_free(setting: str, address: str) -> None:
+    """Refuse an address another socket listens on.
+
+    The replicas share their port with SO_REUSEPORT, which would also let a second process of the
+    same user share it silently; a plain bind first finds such a conflict.
+    """
+    host, _, port = address.rpartition(":")
+    if port == "0":
+        return
+    try:
+        candidates = socket.getaddrinfo(
+            host.strip("[]") or None, int(port), type=socket.SOCK_STREAM
+        )
+    except (OSError, ValueError) as error:
+        raise SettingsError(setting, f"cannot listen on {address}: {error}") from None
+    for family, kind, protocol, _, socket_address in candidates:
+        with socket.socket(family, kind, protocol) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(socket_address)
+            except OSError as error:
+                raise SettingsError(
+                    setting, f"cannot listen on {address}: {error.strerror}"
+                ) from None
+
+
+@dataclass
+class _Listener:
+    """One listening address, served by :data:`REPLICAS` gRPC servers; a server that stops
+    serving is replaced on the same port."""
+
+    setting: str
+    address: str
+    tls: TlsIdentity | None
+    handler: _GenericHandler
+    options: list[tuple[str, int | str]]
+    replicas: list[grpc.aio.Server | None] = field(default_factory=list)
+    port: int = 0
+
+    def build(self) -> grpc.aio.Server:
+        """Create and bind one server (on the port bound before, when there was one).
+
+        Raises:
+            SettingsError: the address cannot be bound.
+        """
+        address = self.address
+        if self.port:
+            address = f"{address.rsplit(':', 1)[0]}:{self.port}"
+        server = grpc.aio.server(options=[*self.options, ("grpc.so_reuseport", 1)])
+        server.add_generic_rpc_handlers([self.handler])
+        try:
+            if self.tls is None:
+                port = server.add_insecure_port(address)
+            else:
+                port = server.add_secure_port(address, _server_credentials(self.tls))
+        except RuntimeError as error:
+            raise SettingsError(self.setting, f"cannot listen on {address}: {error}") from None
+        if port == 0:
+            raise SettingsError(self.setting, f"cannot listen on {address}")
+        self.port = port
+        return server
+
+
 class SecurityServer:
     """One security server: serves the consumer role on agency listeners and the provider role
-    on the peer listener. Build it with :func:`security_server`, then ``start`` and ``stop``."""
+    on the peer listener. Build it with :func:`security_server`, then ``start`` and ``stop``.
+
+    Every listener is supervised: grpcio's asyncio server stops serving for good when a call
+    arrives whose method path is not UTF-8 (its accept loop dies on the decoding error). Each
+    address is therefore served by :data:`REPLICAS` servers sharing the port; the supervisor
+    notices a dead one within :data:`SUPERVISION_INTERVAL` seconds, logs it, and replaces it,
+    while the others keep accepting connections. Calls on the dead server's connections end.
+    """
 
     def __init__(self, settings: GatewaySettings, clock: Callable[[], float]) -> None:
         self.settings = settings
         self._clock = clock
-        self._servers: list[grpc.aio.Server] = []
+        self._listeners: list[_Listener] = []
+        self._supervisors: list[asyncio.Task[None]] = []
+        self._retiring: set[asyncio.Task[None]] = set()
         self._peers: PeerChannels | None = None
         self._backends: BackendChannels | None = None
-        self.agency_ports: list[int] = []
-        self.peer_port = 0
+        self.restarts = 0
+
+    @property
+    def agency_ports(self) -> list[int]:
+        """The bound ports of the agency listeners, in configuration order."""
+        return [listener.port for listener in self._listeners[:-1]]
+
+    @property
+    def peer_port(self) -> int:
+        """The bound port of the peer listener."""
+        return self._listeners[-1].port if self._listeners else 0
 
     async def start(self) -> None:
         """Bind every listener and start serving.
@@ -86,57 +182,96 @@ class SecurityServer:
             SettingsError: a listener address cannot be bound.
         """
         settings = self.settings
-        options = [*channel_options(settings.limits), ("grpc.so_reuseport", 0)]
-        self._peers = PeerChannels(
-            settings.global_configuration, settings.peer_tls, settings.limits
-        )
+        limits = settings.limits
+        self._peers = PeerChannels(settings.global_configuration, settings.peer_tls, limits)
         self._backends = BackendChannels(
-            {service.backend for service in settings.services.values()}, settings.limits
+            {service.backend for service in settings.services.values()}, limits
         )
         consumer = ConsumerSide(settings, self._peers, self._clock)
         metaservices = Metaservices(settings.global_configuration)
-        try:
-            for listener in settings.agency_listeners:
-                server = grpc.aio.server(options=options)
-                server.add_generic_rpc_handlers(
-                    [_AgencyHandler(consumer, metaservices, listener.tls is not None)]
+        for configured in settings.agency_listeners:
+            self._listeners.append(
+                _Listener(
+                    "agency.listen" if configured.tls is None else "agency.tls_listen",
+                    configured.address,
+                    configured.tls,
+                    _AgencyHandler(consumer, metaservices, configured.tls is not None),
+                    agency_server_options(limits),
                 )
-                self.agency_ports.append(self._bind(server, listener, "agency"))
-                self._servers.append(server)
-            peer = grpc.aio.server(options=options)
-            peer.add_generic_rpc_handlers([_PeerHandler(ProviderSide(settings, self._backends))])
-            self.peer_port = self._bind(
-                peer, AgencyListener(settings.peer_address, settings.peer_tls), "peer"
             )
-            self._servers.append(peer)
-            for server in self._servers:
-                await server.start()
+        self._listeners.append(
+            _Listener(
+                "peer.listen",
+                settings.peer_address,
+                settings.peer_tls,
+                _PeerHandler(ProviderSide(settings, self._backends)),
+                channel_options(limits),
+            )
+        )
+        try:
+            for listener in self._listeners:
+                _ensure_free(listener.setting, listener.address)
+                listener.replicas = [listener.build() for _ in range(REPLICAS)]
+            for listener in self._listeners:
+                for server in listener.replicas:
+                    assert server is not None
+                    await server.start()
         except BaseException:
             await self.stop(0)
             raise
+        self._supervisors = [
+            asyncio.create_task(
+                self._supervise(listener, index), name=f"supervise {listener.setting} #{index}"
+            )
+            for listener in self._listeners
+            for index in range(REPLICAS)
+        ]
 
-    @staticmethod
-    def _bind(server: grpc.aio.Server, listener: AgencyListener, section: str) -> int:
-        setting = (
-            f"{section}.{'listen' if listener.tls is None or section == 'peer' else 'tls_listen'}"
-        )
-        try:
-            if listener.tls is None:
-                port = server.add_insecure_port(listener.address)
-            else:
-                port = server.add_secure_port(listener.address, _server_credentials(listener.tls))
-        except RuntimeError as error:
-            raise SettingsError(setting, f"cannot listen on {listener.address}: {error}") from None
-        if port == 0:
-            raise SettingsError(setting, f"cannot listen on {listener.address}")
-        return port
+    async def _supervise(self, listener: _Listener, index: int) -> None:
+        while True:
+            server = listener.replicas[index]
+            assert server is not None
+            try:
+                if not await server.wait_for_termination(SUPERVISION_INTERVAL):
+                    return  # stopped on purpose
+                continue
+            except Exception as crash:
+                LOGGER.error(
+                    "listener %s on port %d: a server stopped serving (%s: %s); replacing it",
+                    listener.setting,
+                    listener.port,
+                    type(crash).__name__,
+                    crash,
+                    extra={
+                        "pintu_event": {
+                            "event": "listener_restarted",
+                            "setting": listener.setting,
+                            "port": listener.port,
+                            "cause": type(crash).__name__,
+                        }
+                    },
+                )
+            # The dead server's remaining calls may finish in the background.
+            retiring = asyncio.create_task(server.stop(self.settings.limits.shutdown_grace_seconds))
+            self._retiring.add(retiring)
+            retiring.add_done_callback(self._retiring.discard)
+            replacement = listener.build()
+            listener.replicas[index] = replacement
+            await replacement.start()
+            self.restarts += 1
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting calls, let in-flight calls finish for ``grace`` seconds (the configured
         shutdown grace by default), then cancel what is left and close every channel."""
         if grace is None:
             grace = self.settings.limits.shutdown_grace_seconds
-        servers, self._servers = self._servers, []
+        supervisors, self._supervisors = self._supervisors, []
+        for supervisor in supervisors:
+            supervisor.cancel()
+        await asyncio.gather(*supervisors, return_exceptions=True)
+        servers = [server for listener in self._listeners for server in listener.replicas if server]
+        for listener in self._listeners:
+            listener.replicas = [None] * len(listener.replicas)
         await asyncio.gather(*(server.stop(grace) for server in servers))
         for channels in (self._peers, self._backends):
             if channels is not None:

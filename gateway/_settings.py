@@ -13,6 +13,7 @@ from registry import GlobalConfiguration
 
 MIB = 1024 * 1024
 DEFAULT_MAX_MESSAGE_BYTES = 64 * MIB
+DEFAULT_MAX_METADATA_BYTES = 16 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,10 +44,13 @@ class Limits:
 
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     shutdown_grace_seconds: float = 10.0
+    max_metadata_bytes: int = DEFAULT_MAX_METADATA_BYTES
 
     def __post_init__(self) -> None:
         if not 1024 <= self.max_message_bytes <= 1024 * MIB:
             raise SettingsError("limits.max_message_bytes", "must be between 1 KiB and 1 GiB")
+        if not 1024 <= self.max_metadata_bytes <= MIB:
+            raise SettingsError("limits.max_metadata_bytes", "must be between 1 KiB and 1 MiB")
         if not 0 <= self.shutdown_grace_seconds <= 3600:
             raise SettingsError("limits.shutdown_grace_seconds", "must be between 0 and 3600")
 
@@ -58,6 +62,14 @@ class Limits:
         larger ones by the gRPC transport itself (RESOURCE_EXHAUSTED without a Pintu code).
         """
         return self.max_message_bytes + max(MIB, self.max_message_bytes // 16)
+
+    @property
+    def metadata_ceiling(self) -> int:
+        """The gRPC transport's limit on a call's metadata, twice ours (same reason as above).
+
+        Metadata size counts, as HTTP/2 does, each entry's key and value plus 32 bytes.
+        """
+        return 2 * self.max_metadata_bytes
 
 
 @dataclass(frozen=True, slots=True)

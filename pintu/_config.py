@@ -20,6 +20,7 @@
 
     [limits]
     max_message_bytes = 67108864                     # default 64 MiB, per message, both hops
+    max_metadata_bytes = 16384                       # default 16 KiB, a call's metadata
     shutdown_grace_seconds = 10
 
     [[clients]]                                      # subsystems that may call out
@@ -60,7 +61,7 @@ _KNOWN = {
     "": {"server", "global_configuration", "peer", "agency", "limits", "clients", "services"},
     "peer": {"listen", "key", "certificate", "trust_anchors"},
     "agency": {"listen", "tls_listen", "tls_key", "tls_certificate", "tls_client_trust_anchors"},
-    "limits": {"max_message_bytes", "shutdown_grace_seconds"},
+    "limits": {"max_message_bytes", "max_metadata_bytes", "shutdown_grace_seconds"},
     "clients": {"id", "require_tls"},
     "services": {"id", "backend", "timeout_seconds"},
 }
@@ -185,6 +186,9 @@ def load_gateway_settings(path: Path) -> GatewaySettings:
             ),
             shutdown_grace_seconds=limits_table.get(
                 "shutdown_grace_seconds", float, defaults.shutdown_grace_seconds
+            ),
+            max_metadata_bytes=limits_table.get(
+                "max_metadata_bytes", int, defaults.max_metadata_bytes
             ),
         )
     except SettingsError as error:

@@ -3,7 +3,7 @@
 Profiles (all leaf certificates carry exactly one ``urn:pintu:`` URI SAN):
 
 ``security server``  TLS client + server authentication between gateways; URI SAN
-                     ``urn:pintu:server:<server>``; DNS SAN :func:`tls_server_name` of the owner.
+                     ``urn:pintu:server:<server>``; DNS SAN :func:`tls_server_name` of the server.
 ``signing``          digitalSignature + nonRepudiation for a member's signatures on exchanges;
                      URI SAN ``urn:pintu:member:<member>``.
 ``agency client``    TLS client authentication of an agency system at its own gateway;
@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from pki._errors import IssuanceRefused, KeyMaterialError
-from pki._identity import tls_server_name
+from pki._identity import TLS_NAME_SUFFIX, tls_server_name
 from pki._keys import (
     PrivateKey,
     certificate_pem,
@@ -188,7 +188,7 @@ class CertificateAuthority:
             public_key,
             [
                 x509.UniformResourceIdentifier(server.uri),
-                x509.DNSName(tls_server_name(server.owner)),
+                x509.DNSName(tls_server_name(server)),
             ],
             x509.KeyUsage(digital_signature=True, **_NO_KEY_USAGE),
             [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
@@ -250,9 +250,17 @@ class CertificateAuthority:
         """A TLS server certificate for a gateway's agency listener, valid for ``names``.
 
         ``names`` are DNS names or IP addresses the agency systems use to reach the listener.
+
+        Raises:
+            IssuanceRefused: a name under ``.pintu.invalid``, reserved for authentication
+                certificates (it would let the holder pose as a security server).
         """
         sans: list[x509.GeneralName] = []
         for name in names:
+            if name.lower().rstrip(".").endswith(TLS_NAME_SUFFIX):
+                raise IssuanceRefused(
+                    f"{name}: names under {TLS_NAME_SUFFIX} belong to authentication certificates"
+                )
             try:
                 sans.append(x509.IPAddress(ipaddress.ip_address(name)))
             except ValueError:

@@ -8,20 +8,21 @@ from functools import lru_cache
 from cryptography import x509
 
 from pki._errors import CertificateIdentityError
-from proto import IdentifierError, MemberId, PartyId, parse_identity_uri
+from proto import IdentifierError, PartyId, SecurityServerId, parse_identity_uri
 
 TLS_NAME_SUFFIX = ".pintu.invalid"
 
 
-def tls_server_name(member: MemberId) -> str:
-    """The DNS name that every security server certificate of ``member`` carries.
+def tls_server_name(server: SecurityServerId) -> str:
+    """The DNS name that ``server``'s authentication certificate carries, and only that one.
 
-    A consumer gateway connects to a provider's server with this name as the expected TLS server
-    name, so the handshake itself proves that the peer holds a certificate issued to a server of
-    that member. The name is a hash because identifiers are case-sensitive and DNS names are not.
+    A consumer gateway connects to a registered server's address expecting this name, so the
+    handshake itself proves that the peer holds the certificate issued to exactly that registered
+    server. The name is a hash because identifiers are case-sensitive and DNS names are not. The
+    CA issues names under :data:`TLS_NAME_SUFFIX` in authentication certificates only.
     """
-    digest = hashlib.sha256(str(member).encode("ascii")).hexdigest()
-    return f"m-{digest[:56]}{TLS_NAME_SUFFIX}"
+    digest = hashlib.sha256(str(server).encode("ascii")).hexdigest()
+    return f"s-{digest[:56]}{TLS_NAME_SUFFIX}"
 
 
 def certificate_identity(certificate: x509.Certificate) -> PartyId:

@@ -8,10 +8,24 @@ Methods (requests and responses are bytes; JSON where a method needs parameters)
 ``ServerStream``  server-streaming: ``{"count": n, "size": s}`` -> n messages of s bytes, numbered
 ``ClientStream``  client-streaming: returns ``{"count": n, "bytes": total, "sha256": ...}``
 ``Bidi``          bidi-streaming: echoes every message as it arrives
-``Sleep``         unary: ``{"seconds": x}``; sleeps, records whether it was cancelled
+``Sleep``         unary: ``{"seconds": x}``; sleeps, counts whether it finished or was cancelled
 ``Fail``          unary: ``{"code": "NOT_FOUND", "details": "..."}``: that status, with trailers
 ``Big``           unary: ``{"size": n}`` -> one response of n bytes
 ``Headers``       unary: initial metadata ``x-probe-initial``, trailing ``x-probe-trailing``
+``RichFail``      unary: fails INVALID_ARGUMENT "bad nik" with :data:`RICH_STATUS` as
+                  ``grpc-status-details-bin`` (the rich error model, as grpcio-status sends it)
+``HeadersFirst``  server-streaming: sends empty headers at once, then ``b"late"`` 2 s later
+``Counting``      server-streaming: up to 100,000 numbered messages of 64 KiB, counted in
+                  ``ProbeRecord.streamed`` as produced; sets ``stream_closed`` when it ends
+``SlowReader``    client-streaming: reads one message every 10 s, counted in
+                  ``ProbeRecord.slow_reads``; returns ``b"done"``
+``StreamFail``    server-streaming: ``b"m0"``, ``b"m1"``, ``b"m2"``, then ABORTED "midway" with
+                  trailers ``x-why`` and forged ``pintu-error-code`` and ``pintu-message-id``
+``Collect``       bidi-streaming: reads until the client half-closes, then answers every
+                  message with ``b"!"`` appended
+``Greeter``       bidi-streaming: sends ``b"hello"`` before reading, then echoes
+``Once``          bidi-streaming: echoes the first message and ends, without waiting for the
+                  client to half-close
 """
 
 from __future__ import annotations
@@ -26,6 +40,8 @@ import grpc
 import grpc.aio
 
 SERVICE = "test.v1.Probe"
+# What ``RichFail`` sends as grpc-status-details-bin: google.rpc.Status(code=3, message="bad nik").
+RICH_STATUS = b"\x08\x03\x12\x07bad nik"
 
 
 @dataclass
@@ -37,6 +53,12 @@ class ProbeRecord:
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
     called: asyncio.Event = field(default_factory=asyncio.Event)
     finished_sleeps: int = 0
+    cancelled_sleeps: int = 0
+    # Messages ``Counting`` has produced, and whether its stream has ended.
+    streamed: int = 0
+    stream_closed: asyncio.Event = field(default_factory=asyncio.Event)
+    # Messages ``SlowReader`` has read.
+    slow_reads: int = 0
 
     async def wait_for_call(self) -> None:
         """Wait (at most 10 s) until the backend has received a call."""
@@ -106,6 +128,7 @@ class ProbeHandler(grpc.GenericRpcHandler):
             try:
                 await asyncio.sleep(json.loads(request)["seconds"])
             except asyncio.CancelledError:
+                record.cancelled_sleeps += 1
                 record.cancelled.set()
                 raise
             record.finished_sleeps += 1
@@ -135,6 +158,68 @@ class ProbeHandler(grpc.GenericRpcHandler):
             context.set_trailing_metadata((("x-probe-trailing", "bye"),))
             return b"ok"
 
+        async def rich_fail(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            note(context)
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "bad nik",
+                trailing_metadata=(("grpc-status-details-bin", RICH_STATUS),),
+            )
+
+        async def headers_first(request: bytes, context: grpc.aio.ServicerContext):
+            note(context)
+            await context.send_initial_metadata(())
+            await asyncio.sleep(2)
+            yield b"late"
+
+        async def counting(request: bytes, context: grpc.aio.ServicerContext):
+            note(context)
+            try:
+                for index in range(100_000):
+                    record.streamed += 1
+                    yield index.to_bytes(4, "big") + b"x" * (64 * 1024 - 4)
+            finally:
+                record.stream_closed.set()
+
+        async def slow_reader(requests, context: grpc.aio.ServicerContext) -> bytes:
+            note(context)
+            async for _ in requests:
+                record.slow_reads += 1
+                await asyncio.sleep(10)
+            return b"done"
+
+        async def stream_fail(request: bytes, context: grpc.aio.ServicerContext):
+            note(context)
+            for index in range(3):
+                yield b"m%d" % index
+            await context.abort(
+                grpc.StatusCode.ABORTED,
+                "midway",
+                trailing_metadata=(
+                    ("x-why", "because"),
+                    ("pintu-error-code", "forged"),
+                    ("pintu-message-id", "f" * 32),
+                ),
+            )
+
+        async def collect(requests, context: grpc.aio.ServicerContext):
+            note(context)
+            collected = [message async for message in requests]
+            for message in collected:
+                yield message + b"!"
+
+        async def greeter(requests, context: grpc.aio.ServicerContext):
+            note(context)
+            yield b"hello"
+            async for message in requests:
+                yield message
+
+        async def once(requests, context: grpc.aio.ServicerContext):
+            note(context)
+            async for message in requests:
+                yield message
+                return
+
         unary = {
             "Echo": echo,
             "Metadata": metadata,
@@ -143,15 +228,24 @@ class ProbeHandler(grpc.GenericRpcHandler):
             "Fail": fail,
             "Big": big,
             "Headers": headers,
+            "RichFail": rich_fail,
         }
+        server_streaming = {
+            "ServerStream": server_stream,
+            "HeadersFirst": headers_first,
+            "Counting": counting,
+            "StreamFail": stream_fail,
+        }
+        client_streaming = {"ClientStream": client_stream, "SlowReader": slow_reader}
+        bidi_streaming = {"Bidi": bidi, "Collect": collect, "Greeter": greeter, "Once": once}
         if name in unary:
             return grpc.unary_unary_rpc_method_handler(unary[name])
-        if name == "ServerStream":
-            return grpc.unary_stream_rpc_method_handler(server_stream)
-        if name == "ClientStream":
-            return grpc.stream_unary_rpc_method_handler(client_stream)
-        if name == "Bidi":
-            return grpc.stream_stream_rpc_method_handler(bidi)
+        if name in server_streaming:
+            return grpc.unary_stream_rpc_method_handler(server_streaming[name])
+        if name in client_streaming:
+            return grpc.stream_unary_rpc_method_handler(client_streaming[name])
+        if name in bidi_streaming:
+            return grpc.stream_stream_rpc_method_handler(bidi_streaming[name])
         return None
 
 

@@ -13,6 +13,7 @@ from proto.pintu.v1 import metaservices_pb2, metaservices_pb2_grpc
 from tests.integration.testbed import (
     CLIENT,
     PROBE,
+    PROBE_METHODS,
     PROVIDER,
     SECURE_CLIENT,
     TwoGateways,
@@ -105,6 +106,15 @@ async def test_backend_receives_verified_pintu_values_and_the_callers_metadata(
     assert "pintu-provider" not in seen
 
 
+async def test_a_hundred_metadata_entries_pass_to_the_backend(testbed: TwoGateways) -> None:
+    # About 4 KB in all, well within gRPC's soft limit (8 KiB, counting 32 bytes per entry).
+    entries = [*metadata(), *[(f"x-k{i}", f"v{i}") for i in range(100)]]
+    seen = json.loads(
+        await probe(testbed.agency_channel(), "Metadata")(b"", metadata=entries, timeout=10)
+    )
+    assert all(seen[f"x-k{i}"] == [f"v{i}"] for i in range(100))
+
+
 async def test_backend_metadata_and_status_come_back_unchanged(testbed: TwoGateways) -> None:
     call = probe(testbed.agency_channel(), "Headers")(b"", metadata=metadata(), timeout=10)
     assert await call == b"ok"
@@ -131,11 +141,31 @@ async def test_backend_error_status_passes_through_without_a_pintu_code(
     assert len(trailing["pintu-message-id"]) == 32
 
 
+@pytest.mark.parametrize(
+    "code", ["UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "CANCELLED", "INTERNAL"]
+)
+async def test_backend_status_that_gateways_also_use_passes_through_as_the_backends(
+    testbed: TwoGateways, code: str
+) -> None:
+    # The gateways refuse with these statuses too; a backend's is still not taken for a refusal.
+    request = json.dumps({"code": code, "details": "from backend"}).encode()
+    with pytest.raises(grpc.aio.AioRpcError) as failure:
+        await probe(testbed.agency_channel(), "Fail")(request, metadata=metadata(), timeout=10)
+    error = failure.value
+    assert error.code() == grpc.StatusCode[code]
+    assert error.details() == "from backend"
+    trailing = dict(error.trailing_metadata())
+    assert trailing["x-probe-error"] == "from-backend"
+    assert "pintu-error-code" not in trailing
+
+
 async def test_deadline_propagates_to_the_backend(testbed: TwoGateways) -> None:
     answer = await probe(testbed.agency_channel(), "Deadline")(b"", metadata=metadata(), timeout=7)
     remaining = json.loads(answer)
     assert remaining is not None
-    assert 5 < remaining <= 7
+    # gRPC sends a timeout, not a deadline, and rounds it up to its wire units at every hop, so
+    # the backend may see a few milliseconds more than the caller set; never much more.
+    assert 5 < remaining <= 7.05
 
 
 async def test_no_deadline_means_no_deadline_at_the_backend(testbed: TwoGateways) -> None:
@@ -173,7 +203,7 @@ async def test_metaservices_list_clients_and_services(testbed: TwoGateways) -> N
         metaservices_pb2.ListServicesRequest(provider=str(PROVIDER)), timeout=10
     )
     assert [s.id.service_name for s in services.services] == [PROBE.service_name]
-    assert list(services.services[0].methods) == ["Echo", "ServerStream"]
+    assert list(services.services[0].methods) == list(PROBE_METHODS)
 
 
 async def test_graceful_shutdown_drains_calls_in_flight(testbed: TwoGateways) -> None:

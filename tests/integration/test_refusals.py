@@ -10,11 +10,11 @@ import time
 
 import grpc
 import pytest
-from google.protobuf.timestamp_pb2 import Timestamp
 
 import pki
 from gateway import Limits
-from proto.pintu.v1 import errors_pb2, exchange_pb2, metaservices_pb2, metaservices_pb2_grpc
+from proto.pintu.v1 import metaservices_pb2, metaservices_pb2_grpc
+from tests.integration.support import assert_refusal, exchange_header, refused, still_serving
 from tests.integration.testbed import (
     B_SERVER,
     C_CLIENT,
@@ -22,44 +22,17 @@ from tests.integration.testbed import (
     CLIENT,
     IDLE,
     OTHER,
-    PROVIDER,
     SECURE_CLIENT,
     Z_SYSTEM,
     B,
     TwoGateways,
     metadata,
     probe,
-    trailers,
 )
 
 pytestmark = pytest.mark.integration
 
 S = grpc.StatusCode
-
-
-async def refused(call) -> grpc.aio.AioRpcError:
-    with pytest.raises(grpc.aio.AioRpcError) as failure:
-        await call
-    return failure.value
-
-
-def assert_refusal(
-    error: grpc.aio.AioRpcError, status: grpc.StatusCode, code: str, origin: str
-) -> errors_pb2.ErrorDetail:
-    assert error.code() == status, error.details()
-    found = trailers(error)
-    assert found["pintu-error-code"] == code
-    assert found["pintu-error-origin"] == origin
-    detail = errors_pb2.ErrorDetail.FromString(found["pintu-error-detail-bin"])
-    assert detail.code == code
-    assert detail.message == error.details()
-    return detail
-
-
-async def still_serving(testbed: TwoGateways) -> None:
-    """The gateways answer a good exchange after whatever the test did."""
-    answer = await probe(testbed.agency_channel(), "Echo")(b"ok", metadata=metadata(), timeout=10)
-    assert answer == b"ok"
 
 
 def echo(testbed: TwoGateways, entries, body: bytes = b"x", timeout: float = 10):
@@ -134,12 +107,47 @@ async def test_unknown_pintu_metadata_key(testbed: TwoGateways) -> None:
     assert detail.field == "pintu-subjct"
 
 
-async def test_malformed_method_path(testbed: TwoGateways) -> None:
-    call = testbed.agency_channel().unary_unary("/NoPackage/Method")(
-        b"x", metadata=metadata(), timeout=10
-    )
+@pytest.mark.parametrize(
+    "key", ["pintu-client-bin", "pintu-exchange-bin", "pintu-message-id", "pintu-error-code"]
+)
+async def test_reserved_pintu_key_from_a_caller(testbed: TwoGateways, key: str) -> None:
+    # Keys the gateways use between themselves or in answers are never accepted from a caller.
+    value: str | bytes = b"\x01" if key.endswith("-bin") else "x"
+    error = await refused(echo(testbed, [*metadata(), (key, value)]))
+    detail = assert_refusal(error, S.INVALID_ARGUMENT, "metadata_invalid", "consumer_gateway")
+    assert detail.field == key
+    assert testbed.probe.calls == []
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        "/NoPackage/Method",
+        "/test.v1.Probe/" + "E" * 5000,
+        "/test.v1.Probé/Echo",
+        "/test.v1.Probe/Echo/",
+        "test.v1.Probe/Echo",
+        "//test.v1.Probe/Echo",
+        "/test.v1.Probe/Echo?x=1",
+        "/test.v1.Probe/Echo\x00",
+    ],
+    ids=[
+        "no-package",
+        "very-long",
+        "non-ascii",
+        "trailing-slash",
+        "no-slash",
+        "double-slash",
+        "query",
+        "nul",
+    ],
+)
+async def test_malformed_method_path(testbed: TwoGateways, method: str) -> None:
+    call = testbed.agency_channel().unary_unary(method)(b"x", metadata=metadata(), timeout=10)
     error = await refused(call)
     assert_refusal(error, S.INVALID_ARGUMENT, "method_invalid", "consumer_gateway")
+    assert error.details().isascii()
+    assert testbed.probe.calls == []
 
 
 # -- who may call -------------------------------------------------------------------------------
@@ -212,23 +220,6 @@ async def test_provider_gateway_down(make_testbed) -> None:
 
 
 # -- the peer hop -------------------------------------------------------------------------------
-
-
-def exchange_header(
-    client=CLIENT, provider=PROVIDER, server=C_SERVER, method="/test.v1.Probe/Echo"
-):
-    created = Timestamp()
-    created.GetCurrentTime()
-    return exchange_pb2.ExchangeHeader(
-        version=1,
-        message_id="0123456789abcdef0123456789abcdef",
-        client=client.to_proto(),
-        provider=provider.to_proto(),
-        method=method,
-        purpose="testing",
-        created_at=created,
-        consumer_server=server.to_proto(),
-    ).SerializeToString()
 
 
 async def test_peer_certificate_of_another_member_than_the_client(testbed: TwoGateways) -> None:
@@ -346,6 +337,17 @@ async def test_backend_exceeds_the_services_timeout(make_testbed) -> None:
     error = await refused(call)
     assert_refusal(error, S.DEADLINE_EXCEEDED, "backend_timeout", "provider_gateway")
     await asyncio.wait_for(testbed.probe.cancelled.wait(), 5)
+
+
+async def test_backend_timeout_is_classified_every_time(make_testbed) -> None:
+    # The service's timeout is short enough to race the gateway's own bookkeeping.
+    testbed = await make_testbed(service_timeout=0.05)
+    sleep = probe(testbed.agency_channel(), "Sleep")
+    for _ in range(20):
+        error = await refused(
+            sleep(json.dumps({"seconds": 5}).encode(), metadata=metadata(), timeout=10)
+        )
+        assert_refusal(error, S.DEADLINE_EXCEEDED, "backend_timeout", "provider_gateway")
 
 
 async def test_deadline_exceeded_on_the_backend(testbed: TwoGateways) -> None:

@@ -50,6 +50,26 @@ OTHER = B.subsystem("other")
 C_CLIENT = C.subsystem("app")
 Z_SYSTEM = Z.subsystem("records")
 PROBE = PROVIDER.service(SERVICE)
+PROBE_METHODS = (
+    "Echo",
+    "Metadata",
+    "Deadline",
+    "ServerStream",
+    "ClientStream",
+    "Bidi",
+    "Sleep",
+    "Fail",
+    "Big",
+    "Headers",
+    "RichFail",
+    "HeadersFirst",
+    "Counting",
+    "SlowReader",
+    "StreamFail",
+    "Collect",
+    "Greeter",
+    "Once",
+)
 
 
 def free_port() -> int:
@@ -96,11 +116,14 @@ class ThrowawayPki:
         )
         return pki.key_pem(key), pki.certificate_pem(certificate)
 
-    def listener_identity(self, server: SecurityServerId) -> pki.TlsIdentity:
+    def listener_identity(
+        self, server: SecurityServerId, names: Sequence[str] = ("localhost", "127.0.0.1")
+    ) -> pki.TlsIdentity:
+        """An agency-listener certificate of ``server`` for ``names``, from the federation CA."""
         key = pki.generate_key()
         certificate = self.ca.issue_listener_certificate(
             server,
-            ["localhost", "127.0.0.1"],
+            names,
             key.public_key(),
             now=self.now,
             lifetime=dt.timedelta(days=1),
@@ -118,7 +141,7 @@ def configuration(addresses: dict[SecurityServerId, str]) -> GlobalConfiguration
             Member(Z, "Agency Z", frozenset({"records"})),
         ],
         [RegisteredServer(server, address) for server, address in addresses.items()],
-        [Service(PROBE, ("Echo", "ServerStream"), "Test probe")],
+        [Service(PROBE, PROBE_METHODS, "Test probe")],
     )
 
 
@@ -139,7 +162,12 @@ class TwoGateways:
         """A plaintext channel to the consumer gateway's agency listener."""
         channel = grpc.aio.insecure_channel(
             f"127.0.0.1:{self.consumer.agency_ports[0]}",
-            options=[("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)],
+            options=[
+                ("grpc.max_send_message_length", -1),
+                ("grpc.max_receive_message_length", -1),
+                # Each channel its own connection, as each agency system has.
+                ("grpc.use_local_subchannel_pool", 1),
+            ],
         )
         self.channels.append(channel)
         return channel
@@ -152,7 +180,9 @@ class TwoGateways:
         self.channels.append(channel)
         return channel
 
-    def peer_channel(self, identity: pki.TlsIdentity, member: MemberId = B) -> grpc.aio.Channel:
+    def peer_channel(
+        self, identity: pki.TlsIdentity, server: SecurityServerId = B_SERVER
+    ) -> grpc.aio.Channel:
         """An mTLS channel straight to the provider gateway's peer listener."""
         credentials = grpc.ssl_channel_credentials(
             self.pki.anchors, identity.private_key, identity.certificate_chain
@@ -160,7 +190,7 @@ class TwoGateways:
         channel = grpc.aio.secure_channel(
             f"127.0.0.1:{self.provider.peer_port}",
             credentials,
-            options=[("grpc.ssl_target_name_override", pki.tls_server_name(member))],
+            options=[("grpc.ssl_target_name_override", pki.tls_server_name(server))],
         )
         self.channels.append(channel)
         return channel

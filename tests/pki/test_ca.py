@@ -320,7 +320,7 @@ def test_server_certificate_profile(
     )
     assert extensions(tmp_path, leaf) == {
         "Subject Alternative Name": (
-            f"URI:urn:pintu:server:DEMO/GOV/POPREG/ss1, DNS:{pki.tls_server_name(server.owner)}"
+            f"URI:urn:pintu:server:DEMO/GOV/POPREG/ss1, DNS:{pki.tls_server_name(server)}"
         ),
         "Key Usage (critical)": "Digital Signature",
         "Extended Key Usage": "TLS Web Server Authentication, TLS Web Client Authentication",
@@ -328,7 +328,7 @@ def test_server_certificate_profile(
     }
 
 
-def test_server_certificate_dns_name_is_the_owners_tls_server_name(
+def test_server_certificate_dns_name_is_the_servers_tls_server_name(
     ca: pki.CertificateAuthority,
     server: SecurityServerId,
     leaf_key: ec.EllipticCurvePrivateKey,
@@ -338,7 +338,7 @@ def test_server_certificate_dns_name_is_the_owners_tls_server_name(
         server, leaf_key.public_key(), now=now, lifetime=LEAF_LIFETIME
     )
     san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert san.get_values_for_type(x509.DNSName) == [pki.tls_server_name(server.owner)]
+    assert san.get_values_for_type(x509.DNSName) == [pki.tls_server_name(server)]
 
 
 def test_server_certificate_is_for_tls_server_and_client(
@@ -358,7 +358,7 @@ def test_server_certificate_is_for_tls_server_and_client(
         assert result.returncode == 0, (purpose, result.stdout + result.stderr)
 
 
-def test_server_certificate_matches_only_its_owners_tls_name(
+def test_server_certificate_matches_only_its_own_tls_name(
     ca: pki.CertificateAuthority,
     server: SecurityServerId,
     leaf_key: ec.EllipticCurvePrivateKey,
@@ -368,8 +368,8 @@ def test_server_certificate_matches_only_its_owners_tls_name(
     leaf = ca.issue_server_certificate(
         server, leaf_key.public_key(), now=now, lifetime=LEAF_LIFETIME
     )
-    own = pki.tls_server_name(server.owner)
-    other = pki.tls_server_name(MemberId.parse("DEMO/GOV/TAX"))
+    own = pki.tls_server_name(server)
+    other = pki.tls_server_name(server.owner.server("ss2"))  # another server of the same member
     assert verify(tmp_path, ca.certificate, leaf, "-verify_hostname", own).returncode == 0
     mismatch = verify(tmp_path, ca.certificate, leaf, "-verify_hostname", other)
     assert mismatch.returncode != 0
@@ -690,3 +690,16 @@ def test_time_without_a_time_zone_is_refused(
     assert refusal.value.code == "issuance_refused"
     with pytest.raises(pki.IssuanceRefused):
         pki.CertificateAuthority.create("DEMO", now=naive, lifetime=LEAF_LIFETIME)
+
+
+def test_listener_certificate_cannot_carry_a_security_servers_tls_name(
+    ca: pki.CertificateAuthority,
+    server: SecurityServerId,
+    leaf_key: ec.EllipticCurvePrivateKey,
+    now: dt.datetime,
+) -> None:
+    for name in (pki.tls_server_name(server), "anything.pintu.invalid", "X.PINTU.INVALID."):
+        with pytest.raises(pki.IssuanceRefused):
+            ca.issue_listener_certificate(
+                server, [name], leaf_key.public_key(), now=now, lifetime=LEAF_LIFETIME
+            )

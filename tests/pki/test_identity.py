@@ -184,6 +184,18 @@ def test_identity_from_uris_takes_lists_and_tuples() -> None:
     assert pki.identity_from_uris(("https://x.example/", expected.uri)) == expected
 
 
+def test_identity_from_uris_ignores_foreign_uris_but_not_a_second_pintu_uri() -> None:
+    server = "urn:pintu:server:DEMO/GOV/A/ss1"
+    assert str(pki.identity_from_uris([server, "https://example.org/x"])) == "DEMO/GOV/A/ss1"
+    with pytest.raises(pki.CertificateIdentityError):
+        pki.identity_from_uris([server, "urn:pintu:server:DEMO/GOV/B/ss1"])
+
+
+def test_identity_from_uris_refuses_an_upper_case_pintu_urn() -> None:
+    with pytest.raises(pki.CertificateIdentityError):
+        pki.identity_from_uris(["URN:PINTU:server:DEMO/GOV/A/ss1"])
+
+
 def test_identity_from_no_uris() -> None:
     with pytest.raises(pki.CertificateIdentityError, match="found 0"):
         pki.identity_from_uris([])
@@ -196,27 +208,27 @@ def test_certificate_identity_error_is_a_pki_error() -> None:
 
 # --- tls_server_name ----------------------------------------------------------------------------
 
-MEMBERS = [
-    "DEMO/GOV/POPREG",
-    "DEMO/GOV/popreg",
-    "DEMO/GOV/PopReg",
-    "a/b/c",
-    "A/B/C",
-    "EE/GOV/70000740",
-    f"{'I' * 64}/{'C' * 64}/{'M' * 64}",
+SERVERS = [
+    "DEMO/GOV/POPREG/ss1",
+    "DEMO/GOV/popreg/ss1",
+    "DEMO/GOV/PopReg/ss1",
+    "a/b/c/d",
+    "A/B/C/D",
+    "EE/GOV/70000740/ss1",
+    f"{'I' * 64}/{'C' * 64}/{'M' * 64}/{'S' * 64}",
 ]
 
 
 def test_tls_server_name_is_deterministic() -> None:
-    first = pki.tls_server_name(MemberId.parse("DEMO/GOV/POPREG"))
-    assert first == pki.tls_server_name(MemberId("DEMO", "GOV", "POPREG"))
+    first = pki.tls_server_name(SecurityServerId.parse("DEMO/GOV/POPREG/ss1"))
+    assert first == pki.tls_server_name(MemberId("DEMO", "GOV", "POPREG").server("ss1"))
     # The name is carried in certificates already issued: it must not change between versions.
-    assert first == "m-331d72b2650114d26afd4979e94abc7363bda883830a3b11ce6915e7.pintu.invalid"
+    assert first == "s-548ba05d73fa53877f47c12cb04922577332864c9d213dcbc7bb91f3.pintu.invalid"
 
 
-@pytest.mark.parametrize("text", MEMBERS)
+@pytest.mark.parametrize("text", SERVERS)
 def test_tls_server_name_is_a_lowercase_dns_name(text: str) -> None:
-    name = pki.tls_server_name(MemberId.parse(text))
+    name = pki.tls_server_name(SecurityServerId.parse(text))
     assert name == name.lower()
     assert name.endswith(pki.TLS_NAME_SUFFIX)
     assert len(name) <= 253
@@ -226,23 +238,28 @@ def test_tls_server_name_is_a_lowercase_dns_name(text: str) -> None:
     x509.DNSName(name)  # cryptography accepts it as a SAN value
 
 
-def test_tls_server_name_differs_between_members_that_differ_only_in_case() -> None:
-    names = {pki.tls_server_name(MemberId.parse(text)) for text in MEMBERS[:3]}
+def test_tls_server_name_differs_between_servers_that_differ_only_in_case() -> None:
+    names = {pki.tls_server_name(SecurityServerId.parse(text)) for text in SERVERS[:3]}
     assert len(names) == 3
-    assert pki.tls_server_name(MemberId.parse("a/b/c")) != pki.tls_server_name(
-        MemberId.parse("A/B/C")
+    assert pki.tls_server_name(SecurityServerId.parse("a/b/c/d")) != pki.tls_server_name(
+        SecurityServerId.parse("A/B/C/D")
     )
 
 
 def test_tls_server_name_differs_when_parts_shift() -> None:
-    assert pki.tls_server_name(MemberId.parse("AB/C/D")) != pki.tls_server_name(
-        MemberId.parse("A/BC/D")
+    assert pki.tls_server_name(SecurityServerId.parse("AB/C/D/E")) != pki.tls_server_name(
+        SecurityServerId.parse("A/BC/D/E")
     )
 
 
-def test_tls_server_name_is_distinct_for_many_members() -> None:
-    members = [MemberId("DEMO", "GOV", f"M{i}") for i in range(2_000)]
-    assert len({pki.tls_server_name(m) for m in members}) == len(members)
+def test_tls_server_name_differs_between_servers_of_one_member() -> None:
+    member = MemberId("DEMO", "GOV", "POPREG")
+    assert pki.tls_server_name(member.server("ss1")) != pki.tls_server_name(member.server("ss2"))
+
+
+def test_tls_server_name_is_distinct_for_many_servers() -> None:
+    servers = [MemberId("DEMO", "GOV", f"M{i % 50}").server(f"ss{i}") for i in range(2_000)]
+    assert len({pki.tls_server_name(s) for s in servers}) == len(servers)
 
 
 # --- TlsIdentity --------------------------------------------------------------------------------
