@@ -5,6 +5,7 @@ Channels are created once and reused by every exchange; choosing one is a dictio
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import Iterator
 
@@ -16,6 +17,14 @@ from gateway._settings import Limits
 from pki import TlsIdentity, tls_server_name
 from proto import MemberId
 from registry import GlobalConfiguration
+
+
+def _credentials(identity: TlsIdentity) -> grpc.ChannelCredentials:
+    return grpc.ssl_channel_credentials(
+        root_certificates=identity.trust_anchors,
+        private_key=identity.private_key,
+        certificate_chain=identity.certificate_chain,
+    )
 
 
 def channel_options(limits: Limits) -> list[tuple[str, int | str]]:
@@ -80,9 +89,8 @@ class _MemberRoute:
         # Every server is failing: try one anyway, so the caller gets a prompt, precise error.
         return self._channels[first]
 
-    async def close(self) -> None:
-        for channel in self._channels:
-            await channel.close(None)
+    async def close(self, grace: float | None = None) -> None:
+        await asyncio.gather(*(channel.close(grace) for channel in self._channels))
 
 
 class PeerChannels:
@@ -97,13 +105,23 @@ class PeerChannels:
         self, configuration: GlobalConfiguration, identity: TlsIdentity, limits: Limits
     ) -> None:
         self._configuration = configuration
-        self._credentials = grpc.ssl_channel_credentials(
-            root_certificates=identity.trust_anchors,
-            private_key=identity.private_key,
-            certificate_chain=identity.certificate_chain,
-        )
+        self._credentials = _credentials(identity)
         self._options = [*channel_options(limits), *_RECONNECT]
         self._routes: dict[MemberId, _MemberRoute] = {}
+        self._retiring: set[asyncio.Task[None]] = set()
+
+    def replace_identity(self, identity: TlsIdentity, grace: float = 60.0) -> None:
+        """Use ``identity`` (a renewed certificate, new trust anchors) for every new exchange.
+
+        Channels made with the previous identity stop taking new calls at once and close when
+        their calls in flight have finished (at most ``grace`` seconds later).
+        """
+        self._credentials = _credentials(identity)
+        routes, self._routes = self._routes, {}
+        for route in routes.values():
+            closing = asyncio.create_task(route.close(grace))
+            self._retiring.add(closing)
+            closing.add_done_callback(self._retiring.discard)
 
     def channel(self, member: MemberId) -> grpc.aio.Channel:
         """A channel to one of ``member``'s security servers.
@@ -141,6 +159,8 @@ class PeerChannels:
         routes, self._routes = self._routes, {}
         for route in routes.values():
             await route.close()
+        for closing in list(self._retiring):
+            closing.cancel()
 
 
 class BackendChannels:

@@ -12,6 +12,7 @@ Steps for every call on an agency listener:
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import os
 import time
@@ -32,11 +33,13 @@ from gateway._errors import (
     GatewayError,
     Origin,
     refusal_trailers,
+    status_refusal,
 )
 from gateway._events import LOGGER, log_refusal
 from gateway._metadata import (
     EXCHANGE_HEADER_KEY,
     MESSAGE_ID_KEY,
+    OCSP_KEY,
     STATUS_DETAILS_KEY,
     AgencyRequest,
     Metadata,
@@ -45,9 +48,9 @@ from gateway._metadata import (
     pairs,
     read_agency_metadata,
 )
-from gateway._relay import CallerGone, RequestStream, relay
+from gateway._relay import CallerGone, RequestStream, own_staple, relay
 from gateway._settings import GatewaySettings
-from pki import CertificateIdentityError, identity_from_uris
+from pki import CertificateIdentityError, CertificateKeeper, StatusRefused, identity_from_uris
 from proto import IdentifierError, MethodPath
 from proto.pintu.v1 import errors_pb2, exchange_pb2
 
@@ -108,10 +111,12 @@ class ConsumerSide:
         self,
         settings: GatewaySettings,
         peers: PeerChannels,
+        keeper: CertificateKeeper,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
         self._peers = peers
+        self._keeper = keeper
         self._clock = clock
         self._limit = settings.limits.max_message_bytes
         self._metadata_limit = settings.limits.max_metadata_bytes
@@ -153,7 +158,8 @@ class ConsumerSide:
                     "pintu-provider",
                 )
             channel = self._peers.channel(request.provider.member)
-            header = self._header(message_id, method, request)
+            staple = own_staple(self._keeper)
+            header = self._header(message_id, method, request, staple)
             outgoing = (*request.passthrough, (EXCHANGE_HEADER_KEY, header))
             stream = RequestStream(requests, self._limit)
             call = channel.stream_stream(method, None, None)(
@@ -167,6 +173,7 @@ class ConsumerSide:
                 ((MESSAGE_ID_KEY, message_id),),
                 _classify,
                 _from_provider,
+                check_initial=self._check_provider_status,
             )
         except GatewayError as error:
             self._refuse(context, error, message_id, method, request)
@@ -213,7 +220,18 @@ class ConsumerSide:
                 "pintu-client",
             )
 
-    def _header(self, message_id: str, method: str, request: AgencyRequest) -> bytes:
+    def _check_provider_status(self, initial: Metadata) -> None:
+        """The provider's security server must have stapled a good, fresh OCSP response."""
+        staple = next((value for key, value in initial if key == OCSP_KEY), b"")
+        try:
+            self._keeper.verifier.check(
+                staple if isinstance(staple, bytes) else b"",
+                now=dt.datetime.fromtimestamp(self._clock(), dt.UTC),
+            )
+        except StatusRefused as error:
+            raise status_refusal(error) from None
+
+    def _header(self, message_id: str, method: str, request: AgencyRequest, staple: bytes) -> bytes:
         created = Timestamp()
         created.FromNanoseconds(int(self._clock() * 1e9))
         return exchange_pb2.ExchangeHeader(
@@ -228,6 +246,7 @@ class ConsumerSide:
             issue=request.issue,
             created_at=created,
             consumer_server=self._settings.server.to_proto(),
+            ocsp_response=staple,
         ).SerializeToString()
 
     def _refuse(

@@ -17,12 +17,30 @@ from typing import ClassVar
 
 import grpc
 
+from pki import (
+    CertificateRevoked,
+    StatusInvalid,
+    StatusMissing,
+    StatusRefused,
+    StatusStale,
+    StatusUnknown,
+)
+from proto import ERROR_CODE_KEY, ERROR_DETAIL_KEY, ERROR_ORIGIN_KEY, MESSAGE_ID_KEY, error_trailers
 from proto.pintu.v1 import errors_pb2
 
-ERROR_CODE_KEY = "pintu-error-code"
-ERROR_ORIGIN_KEY = "pintu-error-origin"
-ERROR_DETAIL_KEY = "pintu-error-detail-bin"
-MESSAGE_ID_KEY = "pintu-message-id"
+__all__ = [
+    "ERROR_CODE_KEY",
+    "ERROR_DETAIL_KEY",
+    "ERROR_ORIGIN_KEY",
+    "MESSAGE_ID_KEY",
+    "ErrorCode",
+    "GatewayError",
+    "Origin",
+    "SettingsError",
+    "refusal_trailers",
+    "status_refusal",
+]
+
 
 _S = grpc.StatusCode
 
@@ -87,6 +105,37 @@ class ErrorCode(enum.Enum):
         "peer_not_authenticated",
         _S.UNAUTHENTICATED,
         "The TLS peer is not an identifiable security server over TLS 1.3.",
+    )
+    PEER_CERTIFICATE_REVOKED = (
+        "peer_certificate_revoked",
+        _S.PERMISSION_DENIED,
+        "The peer security server's certificate is revoked (CRL or stapled OCSP).",
+    )
+    PEER_STATUS_MISSING = (
+        "peer_status_missing",
+        _S.UNAUTHENTICATED,
+        "The peer security server stapled no OCSP response.",
+    )
+    PEER_STATUS_INVALID = (
+        "peer_status_invalid",
+        _S.UNAUTHENTICATED,
+        "The peer's stapled OCSP response is unreadable, badly signed or about another "
+        "certificate.",
+    )
+    PEER_STATUS_STALE = (
+        "peer_status_stale",
+        _S.UNAUTHENTICATED,
+        "The peer's stapled OCSP response is older than the accepted maximum age.",
+    )
+    PEER_STATUS_UNKNOWN = (
+        "peer_status_unknown",
+        _S.UNAUTHENTICATED,
+        "The OCSP responder does not know the peer's certificate.",
+    )
+    STATUS_UNAVAILABLE = (
+        "status_unavailable",
+        _S.UNAVAILABLE,
+        "This security server has no fresh OCSP response of its own, so peers would refuse it.",
     )
     PEER_UNKNOWN = (
         "peer_unknown",
@@ -186,18 +235,22 @@ def refusal_trailers(
     error: GatewayError, origin: Origin, message_id: str
 ) -> tuple[tuple[str, str | bytes], ...]:
     """The trailing metadata that reports ``error`` to the caller."""
-    detail = errors_pb2.ErrorDetail(
-        code=error.code.label,
-        origin=origin.wire,
-        message=error.message,
-        message_id=message_id,
-        field=error.field,
+    return error_trailers(
+        error.code.label, origin.wire, error.message, message_id=message_id, field=error.field
     )
-    trailers: list[tuple[str, str | bytes]] = [
-        (ERROR_CODE_KEY, error.code.label),
-        (ERROR_ORIGIN_KEY, origin.label),
-        (ERROR_DETAIL_KEY, detail.SerializeToString()),
-    ]
-    if message_id:
-        trailers.append((MESSAGE_ID_KEY, message_id))
-    return tuple(trailers)
+
+
+_STATUS_CODES: dict[type[StatusRefused], ErrorCode] = {
+    StatusMissing: ErrorCode.PEER_STATUS_MISSING,
+    StatusInvalid: ErrorCode.PEER_STATUS_INVALID,
+    StatusStale: ErrorCode.PEER_STATUS_STALE,
+    StatusUnknown: ErrorCode.PEER_STATUS_UNKNOWN,
+    CertificateRevoked: ErrorCode.PEER_CERTIFICATE_REVOKED,
+}
+
+
+def status_refusal(error: StatusRefused) -> GatewayError:
+    """A peer's refused revocation status as a refusal of the exchange."""
+    return GatewayError(
+        _STATUS_CODES.get(type(error), ErrorCode.PEER_STATUS_INVALID), str(error), "ocsp"
+    )

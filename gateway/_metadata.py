@@ -45,6 +45,8 @@ USER_KEY: Final = "pintu-user"
 ISSUE_KEY: Final = "pintu-issue"
 EXCHANGE_HEADER_KEY: Final = "pintu-exchange-bin"
 MESSAGE_ID_KEY: Final = "pintu-message-id"
+# The provider security server's stapled OCSP response, in its response headers.
+OCSP_KEY: Final = "pintu-ocsp-bin"
 
 _REQUIRED: Final = (CLIENT_KEY, PROVIDER_KEY, PURPOSE_KEY)
 _PARSERS: Final[dict[str, Callable[[object], object]]] = {

@@ -16,22 +16,25 @@ Steps for every call on the peer listener (mTLS, the federation's CA):
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import functools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
 import grpc.aio
+from cryptography import x509
 from google.protobuf.message import DecodeError
 
 from gateway._channels import BackendChannels
-from gateway._errors import ErrorCode, GatewayError, Origin, refusal_trailers
+from gateway._errors import ErrorCode, GatewayError, Origin, refusal_trailers, status_refusal
 from gateway._events import LOGGER, log_refusal
 from gateway._metadata import (
     CLIENT_KEY,
     EXCHANGE_HEADER_KEY,
     ISSUE_KEY,
     MESSAGE_ID_KEY,
+    OCSP_KEY,
     PURPOSE_KEY,
     SUBJECT_KEY,
     USER_KEY,
@@ -39,9 +42,9 @@ from gateway._metadata import (
     passthrough,
     response_passthrough,
 )
-from gateway._relay import CallerGone, RequestStream, relay
+from gateway._relay import CallerGone, RequestStream, own_staple, relay
 from gateway._settings import GatewaySettings, LocalService
-from pki import CertificateIdentityError, identity_from_uris
+from pki import CertificateIdentityError, CertificateKeeper, StatusRefused, identity_from_uris
 from proto import (
     IdentifierError,
     MethodPath,
@@ -54,6 +57,7 @@ from proto import (
 from proto.pintu.v1 import exchange_pb2
 
 _MESSAGE_ID_LENGTH = 32
+_SERIAL_CACHE = 4096
 
 
 class _Exchange:
@@ -70,7 +74,17 @@ class _Exchange:
 class ProviderSide:
     """Handles calls on the peer listener."""
 
-    def __init__(self, settings: GatewaySettings, backends: BackendChannels) -> None:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        backends: BackendChannels,
+        keeper: CertificateKeeper,
+        clock: Callable[[], float],
+    ) -> None:
+        self._keeper = keeper
+        self._clock = clock
+        # The peer certificates seen, by their PEM: their serial numbers.
+        self._serials: dict[bytes, int] = {}
         self._settings = settings
         self._configuration = settings.global_configuration
         self._backends = backends
@@ -104,7 +118,7 @@ class ProviderSide:
     ) -> None:
         seen = _Exchange()
         try:
-            peer = self._authenticate(context)
+            peer, serial = self._authenticate(context)
             seen.peer = str(peer)
             header = self._read_header(metadata, method, peer)
             seen.message_id = header.message_id
@@ -122,6 +136,14 @@ class ProviderSide:
                     f"{client} is not a registered subsystem",
                     "pintu-client",
                 )
+            try:
+                self._keeper.verifier.check(
+                    header.ocsp_response,
+                    now=dt.datetime.fromtimestamp(self._clock(), dt.UTC),
+                    serial=serial,
+                )
+            except StatusRefused as error:
+                raise status_refusal(error) from None
             service = self._service(header, method)
             await self._forward(service, header, metadata, requests, context)
         except GatewayError as error:
@@ -135,7 +157,9 @@ class ProviderSide:
             )
             self._refuse(context, internal, method, seen)
 
-    def _authenticate(self, context: grpc.aio.ServicerContext[Any, Any]) -> SecurityServerId:
+    def _authenticate(
+        self, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> tuple[SecurityServerId, int]:
         auth = context.auth_context()
         if auth.get("ssl_tls_version") != [b"TLSv1.3"]:
             raise GatewayError(ErrorCode.PEER_NOT_AUTHENTICATED, "TLS 1.3 is required")
@@ -153,7 +177,27 @@ class ProviderSide:
             raise GatewayError(
                 ErrorCode.PEER_UNKNOWN, f"security server {identity} is not registered"
             )
-        return identity
+        serial = self._serial(next(iter(auth.get("x509_pem_cert", ())), b""))
+        if serial in self._keeper.revoked:
+            raise GatewayError(
+                ErrorCode.PEER_CERTIFICATE_REVOKED,
+                f"the certificate {serial} of {identity} is on the CRL",
+            )
+        return identity, serial
+
+    def _serial(self, pem: bytes) -> int:
+        serial = self._serials.get(pem)
+        if serial is None:
+            try:
+                serial = x509.load_pem_x509_certificate(pem).serial_number
+            except ValueError:
+                raise GatewayError(
+                    ErrorCode.PEER_NOT_AUTHENTICATED, "the peer certificate is unreadable"
+                ) from None
+            if len(self._serials) >= _SERIAL_CACHE:
+                self._serials.clear()
+            self._serials[pem] = serial
+        return serial
 
     def _read_header(
         self, metadata: Metadata, method: str, peer: SecurityServerId
@@ -280,6 +324,7 @@ class ProviderSide:
                 return GatewayError(ErrorCode.DEADLINE_EXCEEDED, "the caller's deadline passed")
             return None
 
+        staple = own_staple(self._keeper)
         stream = RequestStream(requests, self._limit)
         call = channel.stream_stream(header.method, None, None)(
             stream.messages(), metadata=(*passthrough(metadata), *verified), timeout=timeout
@@ -292,6 +337,7 @@ class ProviderSide:
             ((MESSAGE_ID_KEY, header.message_id),),
             classify,
             response_passthrough,
+            extra_initial=((OCSP_KEY, staple),),
         )
 
     def _refuse(

@@ -15,6 +15,9 @@ import grpc.aio
 
 from gateway._errors import ErrorCode, GatewayError
 from gateway._metadata import Metadata, pairs
+from pki import CertificateKeeper
+
+_OK = grpc.StatusCode.OK
 
 # A hop-specific judgement of a failed outgoing call: a refusal of ours, or None to pass the
 # status on as the far side sent it.
@@ -51,6 +54,9 @@ async def relay(
     trailers: Metadata,
     classify: Classifier,
     clean: Cleaner,
+    *,
+    extra_initial: Metadata = (),
+    check_initial: Callable[[Metadata], None] | None = None,
 ) -> None:
     """Relay ``call``'s responses, metadata and status to ``context``.
 
@@ -62,11 +68,15 @@ async def relay(
     """
     try:
         initial = pairs(await call.initial_metadata())
-        if initial or not call.done():
+        if check_initial is not None and not (call.done() and await call.code() != _OK):
+            # Nothing from the far side reaches the caller before it passed this check; a
+            # refusal without any answer passes through unchecked.
+            check_initial(initial)
+        if initial or extra_initial or not call.done():
             # Headers travel on their own as soon as the far side sends them: a caller may be
             # waiting for them before the first message. (A call that already ended sent no
             # headers of its own, only trailers.)
-            await _deliver(context.send_initial_metadata(clean(initial)))
+            await _deliver(context.send_initial_metadata(clean(initial) + extra_initial))
         async for message in call:
             if len(message) > limit:
                 raise GatewayError(
@@ -107,3 +117,18 @@ async def _deliver(sending: Awaitable[None]) -> None:
         # gRPC fails a write to a call that has already ended with its internal
         # ExecuteBatchError; nothing else can fail here.
         raise CallerGone(str(error)) from error
+
+
+def own_staple(keeper: CertificateKeeper) -> bytes:
+    """This security server's OCSP response to staple, when it is fresh enough for peers.
+
+    Raises:
+        GatewayError: ``status_unavailable``: peers would refuse it, so the exchange stops here.
+    """
+    if keeper.staple and keeper.staple_age() < keeper.settings.ocsp_max_age.total_seconds():
+        return keeper.staple
+    raise GatewayError(
+        ErrorCode.STATUS_UNAVAILABLE,
+        "this security server has no fresh OCSP response for its certificate; "
+        "the CA's responder may be unreachable",
+    )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import functools
 import socket
 import time
 from collections.abc import Callable
@@ -11,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 import grpc.aio
+from cryptography import x509
 
 from gateway._channels import (
     BackendChannels,
@@ -24,7 +27,7 @@ from gateway._events import LOGGER
 from gateway._metaservices import Metaservices
 from gateway._provider import ProviderSide
 from gateway._settings import GatewaySettings
-from pki import TlsIdentity
+from pki import CertificateKeeper, Credential, TlsIdentity
 
 if TYPE_CHECKING:
     _GenericHandler = grpc.GenericRpcHandler[Any, Any]
@@ -107,6 +110,31 @@ def _ensure_free(setting: str, address: str) -> None:
                 ) from None
 
 
+def _keeper_credentials(keeper: CertificateKeeper) -> grpc.ServerCredentials:
+    """Server credentials that follow ``keeper``: every new handshake gets its current
+    certificate and trust anchors (the check before each handshake is one comparison)."""
+
+    def configuration(identity: TlsIdentity) -> Any:
+        return grpc.ssl_server_certificate_configuration(
+            [(identity.private_key, identity.certificate_chain)],
+            root_certificates=identity.trust_anchors,
+        )
+
+    served = keeper.identity
+
+    def fetch() -> Any:
+        nonlocal served
+        current = keeper.identity
+        if current is served:
+            return None
+        served = current
+        return configuration(current)
+
+    return grpc.dynamic_ssl_server_credentials(
+        configuration(served), fetch, require_client_authentication=True
+    )
+
+
 @dataclass
 class _Listener:
     """One listening address, served by :data:`REPLICAS` gRPC servers; a server that stops
@@ -114,7 +142,7 @@ class _Listener:
 
     setting: str
     address: str
-    tls: TlsIdentity | None
+    credentials: Callable[[], grpc.ServerCredentials] | None
     handler: _GenericHandler
     options: list[tuple[str, int | str]]
     replicas: list[grpc.aio.Server | None] = field(default_factory=list)
@@ -132,10 +160,10 @@ class _Listener:
         server = grpc.aio.server(options=[*self.options, ("grpc.so_reuseport", 1)])
         server.add_generic_rpc_handlers([self.handler])
         try:
-            if self.tls is None:
+            if self.credentials is None:
                 port = server.add_insecure_port(address)
             else:
-                port = server.add_secure_port(address, _server_credentials(self.tls))
+                port = server.add_secure_port(address, self.credentials())
         except RuntimeError as error:
             raise SettingsError(self.setting, f"cannot listen on {address}: {error}") from None
         if port == 0:
@@ -163,6 +191,7 @@ class SecurityServer:
         self._retiring: set[asyncio.Task[None]] = set()
         self._peers: PeerChannels | None = None
         self._backends: BackendChannels | None = None
+        self.keeper: CertificateKeeper | None = None
         self.restarts = 0
 
     @property
@@ -183,18 +212,32 @@ class SecurityServer:
         """
         settings = self.settings
         limits = settings.limits
-        self._peers = PeerChannels(settings.global_configuration, settings.peer_tls, limits)
+        keeper = self.keeper = CertificateKeeper(
+            settings.pki,
+            Credential.of(settings.peer_tls),
+            x509.load_pem_x509_certificates(settings.peer_tls.trust_anchors),
+            clock=lambda: dt.datetime.fromtimestamp(self._clock(), dt.UTC),
+        )
+        await keeper.start()
+        peers = self._peers = PeerChannels(settings.global_configuration, keeper.identity, limits)
+
+        async def renewed(identity: TlsIdentity) -> None:
+            peers.replace_identity(identity)
+
+        keeper.subscribe(renewed)
         self._backends = BackendChannels(
             {service.backend for service in settings.services.values()}, limits
         )
-        consumer = ConsumerSide(settings, self._peers, self._clock)
+        consumer = ConsumerSide(settings, self._peers, keeper, self._clock)
         metaservices = Metaservices(settings.global_configuration)
         for configured in settings.agency_listeners:
             self._listeners.append(
                 _Listener(
                     "agency.listen" if configured.tls is None else "agency.tls_listen",
                     configured.address,
-                    configured.tls,
+                    None
+                    if configured.tls is None
+                    else functools.partial(_server_credentials, configured.tls),
                     _AgencyHandler(consumer, metaservices, configured.tls is not None),
                     agency_server_options(limits),
                 )
@@ -203,8 +246,8 @@ class SecurityServer:
             _Listener(
                 "peer.listen",
                 settings.peer_address,
-                settings.peer_tls,
-                _PeerHandler(ProviderSide(settings, self._backends)),
+                functools.partial(_keeper_credentials, keeper),
+                _PeerHandler(ProviderSide(settings, self._backends, keeper, self._clock)),
                 channel_options(limits),
             )
         )
@@ -277,6 +320,9 @@ class SecurityServer:
             if channels is not None:
                 await channels.close()
         self._peers = self._backends = None
+        if self.keeper is not None:
+            await self.keeper.stop()
+            self.keeper = None
 
 
 def security_server(

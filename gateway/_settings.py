@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from gateway._errors import SettingsError
-from pki import CertificateIdentityError, TlsIdentity, certificate_identity
+from pki import CertificateIdentityError, KeeperSettings, TlsIdentity, certificate_identity
 from proto import SecurityServerId, ServiceId, SubsystemId
 from registry import GlobalConfiguration
 
@@ -89,6 +89,7 @@ class GatewaySettings:
     peer_tls: TlsIdentity
     agency_listeners: tuple[AgencyListener, ...]
     global_configuration: GlobalConfiguration
+    pki: KeeperSettings
     clients: Mapping[SubsystemId, LocalClient] = field(default_factory=dict)
     services: Mapping[ServiceId, LocalService] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
@@ -104,6 +105,10 @@ class GatewaySettings:
             raise SettingsError("peer.certificate", str(error)) from None
         if named != self.server:
             raise SettingsError("peer.certificate", f"names {named}, not the server {self.server}")
+        if self.pki.server != self.server:
+            raise SettingsError(
+                "pki", f"keeps the certificate of {self.pki.server}, not {self.server}"
+            )
         if not self.agency_listeners:
             raise SettingsError("agency", "at least one listener is required")
         over_tls = any(listener.tls is not None for listener in self.agency_listeners)

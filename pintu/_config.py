@@ -18,6 +18,12 @@
     tls_certificate = "agency-tls.pem"
     tls_client_trust_anchors = "federation-root-ca.pem"
 
+    [pki]                                            # the CA, for renewal and revocation status
+    ca = "127.0.0.1:7400"                            # CA service (gRPC over TLS)
+    ocsp_max_age_seconds = 600                       # oldest peer OCSP staple accepted (10 min)
+    refresh_seconds = 30                             # how often staple, CRLs and trust refresh
+    renew_at = 0.667                                 # renew at this fraction of the lifetime
+
     [limits]
     max_message_bytes = 67108864                     # default 64 MiB, per message, both hops
     max_metadata_bytes = 16384                       # default 16 KiB, a call's metadata
@@ -37,6 +43,7 @@ Relative paths are relative to the configuration file's folder.
 
 from __future__ import annotations
 
+import datetime as dt
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -51,14 +58,38 @@ from gateway import (
     SettingsError,
 )
 from pintu._errors import ConfigError
-from pki import PkiError, TlsIdentity, load_certificates, load_private_key
+from pki import (
+    DEFAULT_MAX_AGE,
+    KeeperSettings,
+    PkiError,
+    TlsIdentity,
+    load_certificates,
+    load_private_key,
+)
 from proto import IdentifierError, SecurityServerId, ServiceId, SubsystemId
 from registry import GlobalConfiguration, RegistryError, parse_address
 
 T = TypeVar("T")
 
 _KNOWN = {
-    "": {"server", "global_configuration", "peer", "agency", "limits", "clients", "services"},
+    "": {
+        "server",
+        "global_configuration",
+        "peer",
+        "agency",
+        "pki",
+        "limits",
+        "clients",
+        "services",
+    },
+    "pki": {
+        "ca",
+        "ocsp_max_age_seconds",
+        "refresh_seconds",
+        "renew_at",
+        "signing_key",
+        "signing_certificate",
+    },
     "peer": {"listen", "key", "certificate", "trust_anchors"},
     "agency": {"listen", "tls_listen", "tls_key", "tls_certificate", "tls_client_trust_anchors"},
     "limits": {"max_message_bytes", "max_metadata_bytes", "shutdown_grace_seconds"},
@@ -213,11 +244,34 @@ def load_gateway_settings(path: Path) -> GatewaySettings:
             raise item.error("timeout_seconds", "must be between 0 and 86400")
         services[service] = LocalService(service, item.address("backend"), timeout)
 
+    peer_address = peer.address("listen")
+    peer_tls = _identity(peer, "key", "certificate", "trust_anchors")
+    pki_table = _Reader(path, root.table_at("pki"), "pki", "pki")
+    max_age = pki_table.get("ocsp_max_age_seconds", float, DEFAULT_MAX_AGE.total_seconds())
+    if not 1 <= max_age <= 7 * 86_400:
+        raise pki_table.error("ocsp_max_age_seconds", "must be between 1 and 604800")
+    refresh = pki_table.get("refresh_seconds", float, min(30.0, max_age / 4))
+    if not 0.1 <= refresh <= max_age / 2:
+        raise pki_table.error("refresh_seconds", "must be between 0.1 and half the maximum age")
+    renew_at = pki_table.get("renew_at", float, 2 / 3)
+    if not 0.1 <= renew_at <= 0.95:
+        raise pki_table.error("renew_at", "must be a fraction of the lifetime, 0.1 to 0.95")
+    keeper = KeeperSettings(
+        server=server,
+        ca_address=pki_table.address("ca"),
+        key_path=peer.path("key"),
+        certificate_path=peer.path("certificate"),
+        trust_anchors_path=peer.path("trust_anchors"),
+        ocsp_max_age=dt.timedelta(seconds=max_age),
+        renew_fraction=renew_at,
+        refresh=dt.timedelta(seconds=refresh),
+    )
     try:
         return GatewaySettings(
             server=server,
-            peer_address=peer.address("listen"),
-            peer_tls=_identity(peer, "key", "certificate", "trust_anchors"),
+            pki=keeper,
+            peer_address=peer_address,
+            peer_tls=peer_tls,
             agency_listeners=tuple(listeners),
             global_configuration=configuration,
             clients=clients,

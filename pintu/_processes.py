@@ -15,7 +15,7 @@ from pintu._config import load_gateway_settings
 from pintu._errors import ConfigError
 
 
-def _write_ready(path: Path | None, ports: list[int]) -> None:
+def write_ready(path: Path | None, ports: list[int]) -> None:
     if path is None:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -30,7 +30,7 @@ def _remove_ready(path: Path | None) -> None:
             path.unlink()
 
 
-async def _until_signalled() -> None:
+async def until_signalled() -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for number in (signal.SIGINT, signal.SIGTERM):
@@ -48,8 +48,8 @@ async def run_gateway(config: Path, ready_file: Path | None) -> None:
     server = security_server(settings)
     await server.start()
     try:
-        _write_ready(ready_file, [*server.agency_ports, server.peer_port])
-        await _until_signalled()
+        write_ready(ready_file, [*server.agency_ports, server.peer_port])
+        await until_signalled()
     finally:
         await server.stop()
         _remove_ready(ready_file)
@@ -63,7 +63,7 @@ async def run_agency(key: str, address: str, ready_file: Path | None) -> None:
         raise ConfigError(f"agency: unknown sample agency {key!r} (known: {known})")
     backend = await serve_agency(agency, address)
     try:
-        _write_ready(ready_file, [backend.port])
-        await _until_signalled()
+        write_ready(ready_file, [backend.port])
+        await until_signalled()
     finally:
         await backend.server.stop(5)

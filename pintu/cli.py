@@ -5,6 +5,8 @@
     pintu up [--dir DIR]                    start a whole local federation and keep it running
     pintu demo                              start one in a temporary folder and run the scenario
     pintu gateway run --config FILE         run one security server
+    pintu gateway enroll --config F --token T   get a security server's first certificates
+    pintu ca init|serve|token|revoke|list|rollover --dir DIR ...   operate the federation's CA
     pintu agency run NAME --listen ADDR     run a sample agency's backend
 
 Exit status: 0 on success, 1 when a run or the scenario failed, 2 on invalid input (the message
@@ -52,6 +54,50 @@ def _parser() -> argparse.ArgumentParser:
     run = gateway_commands.add_parser("run", help="run one security server")
     run.add_argument("--config", type=Path, required=True, help="gateway.toml")
     run.add_argument("--ready-file", type=Path, help="written once the server listens")
+
+    enroll = gateway_commands.add_parser(
+        "enroll", help="generate this server's keys and have the CA certify them"
+    )
+    enroll.add_argument("--config", type=Path, required=True, help="gateway.toml")
+    enroll.add_argument("--token", required=True, help="the token `pintu ca token` printed")
+
+    ca = commands.add_parser("ca", help="the federation's certificate authority")
+    ca_commands = ca.add_subparsers(dest="action", required=True, metavar="ACTION")
+    init = ca_commands.add_parser("init", help="create a CA (root, issuing CA, OCSP responder)")
+    init.add_argument("--dir", type=Path, required=True)
+    init.add_argument("--instance", required=True, help="the federation instance, e.g. DEMO")
+    init.add_argument("--listen", default="127.0.0.1:7400", help="CA service (gRPC over TLS)")
+    init.add_argument("--http-listen", default="127.0.0.1:7401", help="CRLs and OCSP (HTTP)")
+    init.add_argument("--public-url", help="base URL of the HTTP side, as relying parties see it")
+    init.add_argument(
+        "--authentication-lifetime",
+        type=int,
+        default=86_400,
+        help="seconds an authentication certificate is valid (default: a day)",
+    )
+    init.add_argument("--pkcs11-module", help="keep the CA keys in this PKCS#11 module's token")
+    init.add_argument("--pkcs11-token", help="the token's label")
+    serve_ca = ca_commands.add_parser("serve", help="run the CA service")
+    serve_ca.add_argument("--ready-file", type=Path, help="written once the service listens")
+    new_token = ca_commands.add_parser("token", help="a one-time enrollment token")
+    new_token.add_argument("--server", required=True, help="INSTANCE/CLASS/MEMBER/SERVER")
+    new_token.add_argument("--lifetime", type=int, help="seconds the token stays valid")
+    revoke = ca_commands.add_parser("revoke", help="revoke a certificate")
+    revoke.add_argument("serial", help="decimal, or hex with 0x")
+    revoke.add_argument("--reason", required=True, help="key_compromise, superseded, ...")
+    listing = ca_commands.add_parser("list", help="issued certificates, or the journal")
+    listing.add_argument("--journal", action="store_true", help="the journal instead")
+    rollover = ca_commands.add_parser("rollover", help="introduce, switch to, retire roots")
+    rollover.add_argument("step", choices=["begin", "switch", "retire"])
+    for sub in (init, serve_ca, new_token, revoke, listing, rollover):
+        if sub is not init:
+            sub.add_argument("--dir", type=Path, required=True, help="the CA's folder")
+        sub.add_argument(
+            "--passphrase-file",
+            type=Path,
+            help="the CA keys' passphrase (default: $PINTU_CA_PASSPHRASE); with a PKCS#11 "
+            "token, its PIN (default: $PINTU_CA_PIN)",
+        )
 
     agency = commands.add_parser("agency", help="sample agency commands")
     agency_commands = agency.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -108,20 +154,62 @@ def _demo() -> int:
     return 0 if ok else 1
 
 
+def _ca_command(options: argparse.Namespace) -> int:
+    from pintu import _ca
+
+    secret = options.passphrase_file
+    if options.action == "init":
+        folder = _ca.init(
+            options.dir,
+            instance=options.instance,
+            listen=options.listen,
+            http_listen=options.http_listen,
+            public_url=options.public_url,
+            secret_file=secret,
+            pkcs11_module=options.pkcs11_module,
+            pkcs11_token=options.pkcs11_token,
+            authentication_lifetime=options.authentication_lifetime,
+        )
+        print(f"CA created in {folder.path}; root certificate: {folder.path}/G1/root.pem")
+    elif options.action == "serve":
+        asyncio.run(_ca.serve(options.dir, secret, options.ready_file))
+    elif options.action == "token":
+        print(_ca.token(options.dir, secret, options.server, options.lifetime))
+    elif options.action == "revoke":
+        _ca.revoke(options.dir, secret, options.serial, options.reason)
+        print(f"revoked {options.serial} ({options.reason})")
+    elif options.action == "list":
+        for line in _ca.listing(options.dir, options.journal):
+            print(line)
+    else:
+        print(_ca.rollover(options.dir, secret, options.step))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``pintu`` command; returns the exit status."""
     options = _parser().parse_args(argv)
-    configure_logging(logging.INFO if options.command in ("gateway", "agency") else logging.WARNING)
+    quiet = options.command in ("up", "demo") or (
+        options.command == "ca" and options.action != "serve"
+    )
+    configure_logging(logging.WARNING if quiet else logging.INFO)
     try:
         if options.command == "up":
             return _up(options.dir)
         if options.command == "demo":
             return _demo()
+        if options.command == "gateway" and options.action == "enroll":
+            from pintu import _ca
+
+            print(_ca.enroll(options.config, options.token))
+            return 0
         if options.command == "gateway":
             from pintu._processes import run_gateway
 
             asyncio.run(run_gateway(options.config, options.ready_file))
             return 0
+        if options.command == "ca":
+            return _ca_command(options)
         if options.command == "agency":
             from pintu._processes import run_agency
 

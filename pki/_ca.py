@@ -22,7 +22,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 from pki._errors import IssuanceRefused, KeyMaterialError
 from pki._identity import TLS_NAME_SUFFIX, tls_server_name
@@ -63,6 +63,52 @@ def _check_time(now: dt.datetime) -> None:
         raise IssuanceRefused("the time given to the CA must carry a time zone")
 
 
+def _common_name(certificate: x509.Certificate) -> str:
+    names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[0].value) if names else "CA"
+
+
+def _organization(certificate: x509.Certificate) -> str | None:
+    names = certificate.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+    return str(names[0].value) if names else None
+
+
+def _ca_certificate(
+    subject: x509.Name,
+    issuer: x509.Name,
+    public_key: PublicKey,
+    signer: PrivateKey,
+    *,
+    path_length: int,
+    start: dt.datetime,
+    end: dt.datetime,
+    issuer_key: PublicKey | None = None,
+) -> x509.Certificate:
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                **{**_NO_KEY_USAGE, "key_cert_sign": True, "crl_sign": True},
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+    )
+    if issuer_key is not None:
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key), critical=False
+        )
+    return builder.sign(signer, _signature_hash(signer))
+
+
 def _name(common_name: str, organization: str | None = None) -> x509.Name:
     attributes = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
     if organization:
@@ -71,43 +117,161 @@ def _name(common_name: str, organization: str | None = None) -> x509.Name:
 
 
 @dataclass(frozen=True, slots=True)
+class RevocationUrls:
+    """Where relying parties find revocation status; written into every leaf certificate."""
+
+    ocsp: str
+    crl: str
+
+
+def _signature_hash(key: PrivateKey) -> hashes.SHA256 | None:
+    return None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+
+
+@dataclass(frozen=True, slots=True)
 class CertificateAuthority:
-    """A CA key and its certificate; every ``issue_*`` method takes the time as an argument."""
+    """A CA key and its certificate; every ``issue_*`` method takes the time as an argument.
+
+    ``urls``, when set, go into every leaf certificate as the OCSP responder (authority
+    information access) and the CRL distribution point.
+    """
 
     key: PrivateKey
     certificate: x509.Certificate
+    urls: RevocationUrls | None = None
 
     @staticmethod
-    def create(instance: str, *, now: dt.datetime, lifetime: dt.timedelta) -> CertificateAuthority:
+    def create(
+        instance: str,
+        *,
+        now: dt.datetime,
+        lifetime: dt.timedelta,
+        key: PrivateKey | None = None,
+        generation: int = 1,
+    ) -> CertificateAuthority:
         """A new self-signed federation root CA for ``instance``.
+
+        ``key`` may be held in a token (see :class:`pki.Pkcs11Key`); a fresh P-256 key by
+        default. ``generation`` numbers roots across rollovers and appears in the name.
 
         Raises:
             IssuanceRefused: ``now`` has no time zone.
         """
         _check_time(now)
-        key = generate_key()
-        name = _name(f"Pintu federation root CA ({instance})", "Pintu federation " + instance)
-        public = key.public_key()
-        certificate = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(public)
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - _BACKDATE)
-            .not_valid_after(now + lifetime)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=False,
-                    **{**_NO_KEY_USAGE, "key_cert_sign": True, "crl_sign": True},
-                ),
-                critical=True,
-            )
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
-            .sign(key, hashes.SHA256())
+        key = key or generate_key()
+        suffix = "" if generation == 1 else f" G{generation}"
+        name = _name(
+            f"Pintu federation root CA ({instance}){suffix}", "Pintu federation " + instance
+        )
+        certificate = _ca_certificate(
+            name,
+            name,
+            key.public_key(),
+            key,
+            path_length=1,
+            start=now - _BACKDATE,
+            end=now + lifetime,
         )
         return CertificateAuthority(key, certificate)
+
+    def with_urls(self, urls: RevocationUrls) -> CertificateAuthority:
+        """The same CA, writing ``urls`` into the leaf certificates it issues."""
+        return CertificateAuthority(self.key, self.certificate, urls)
+
+    def _window(self, now: dt.datetime, lifetime: dt.timedelta) -> tuple[dt.datetime, dt.datetime]:
+        _check_time(now)
+        ca_from, ca_until = (
+            self.certificate.not_valid_before_utc,
+            self.certificate.not_valid_after_utc,
+        )
+        if not ca_from <= now < ca_until:
+            raise IssuanceRefused(
+                f"the CA is valid from {ca_from:%Y-%m-%d %H:%M:%S} to {ca_until:%Y-%m-%d %H:%M:%S}"
+                f" UTC, not at {now.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S} UTC"
+            )
+        return max(now - _BACKDATE, ca_from), min(now + lifetime, ca_until)
+
+    def issue_intermediate(
+        self,
+        common_name: str,
+        public_key: PublicKey,
+        *,
+        now: dt.datetime,
+        lifetime: dt.timedelta,
+    ) -> x509.Certificate:
+        """An issuing CA certificate under this (root) CA: it may issue leaves only."""
+        start, end = self._window(now, lifetime)
+        return _ca_certificate(
+            _name(common_name, _organization(self.certificate)),
+            self.certificate.subject,
+            public_key,
+            self.key,
+            path_length=0,
+            start=start,
+            end=end,
+            issuer_key=self.key.public_key(),
+        )
+
+    def cross_certify(
+        self, root: x509.Certificate, *, now: dt.datetime, lifetime: dt.timedelta
+    ) -> x509.Certificate:
+        """A cross-certificate: another root's name and key, certified by this root.
+
+        A relying party that trusts this root can check the other root with it before trusting
+        the other root in turn (root rollover).
+        """
+        start, end = self._window(now, lifetime)
+        public = root.public_key()
+        if not isinstance(
+            public, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey
+        ):
+            raise IssuanceRefused("unsupported root key type")
+        return _ca_certificate(
+            root.subject,
+            self.certificate.subject,
+            public,
+            self.key,
+            path_length=1,
+            start=start,
+            end=end,
+            issuer_key=self.key.public_key(),
+        )
+
+    def issue_ocsp_signer(
+        self, public_key: PublicKey, *, now: dt.datetime, lifetime: dt.timedelta
+    ) -> x509.Certificate:
+        """A delegated OCSP signing certificate for this (issuing) CA (RFC 6960 4.2.2.2).
+
+        It carries id-pkix-ocsp-nocheck: relying parties do not check its own revocation, so its
+        lifetime should stay short.
+        """
+        start, end = self._window(now, lifetime)
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(
+                _name(
+                    f"{_common_name(self.certificate)} OCSP responder",
+                    _organization(self.certificate),
+                )
+            )
+            .issuer_name(self.certificate.subject)
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(start)
+            .not_valid_after(end)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, **_NO_KEY_USAGE), critical=True)
+            .add_extension(
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), critical=False
+            )
+            .add_extension(x509.OCSPNoCheck(), critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
+                critical=False,
+            )
+        )
+        return builder.sign(self.key, _signature_hash(self.key))
 
     @staticmethod
     def load(key: Path, certificate: Path, passphrase: bytes | None = None) -> CertificateAuthority:
@@ -143,24 +307,15 @@ class CertificateAuthority:
         now: dt.datetime,
         lifetime: dt.timedelta,
     ) -> x509.Certificate:
-        _check_time(now)
-        ca_from, ca_until = (
-            self.certificate.not_valid_before_utc,
-            self.certificate.not_valid_after_utc,
-        )
-        if not ca_from <= now < ca_until:
-            raise IssuanceRefused(
-                f"the CA is valid from {ca_from:%Y-%m-%d %H:%M:%S} to {ca_until:%Y-%m-%d %H:%M:%S}"
-                f" UTC, not at {now.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S} UTC"
-            )
+        start, end = self._window(now, lifetime)
         builder = (
             x509.CertificateBuilder()
             .subject_name(subject)
             .issuer_name(self.certificate.subject)
             .public_key(public_key)
             .serial_number(x509.random_serial_number())
-            .not_valid_before(max(now - _BACKDATE, ca_from))
-            .not_valid_after(min(now + lifetime, ca_until))
+            .not_valid_before(start)
+            .not_valid_after(end)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(usage, critical=True)
             .add_extension(x509.SubjectAlternativeName(list(sans)), critical=False)
@@ -169,10 +324,30 @@ class CertificateAuthority:
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
                 critical=False,
             )
+            .add_extension(x509.ExtendedKeyUsage(extended), critical=False)
         )
-        builder = builder.add_extension(x509.ExtendedKeyUsage(extended), critical=False)
-        algorithm = None if isinstance(self.key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
-        return builder.sign(self.key, algorithm)
+        if self.urls is not None:
+            builder = builder.add_extension(
+                x509.AuthorityInformationAccess(
+                    [
+                        x509.AccessDescription(
+                            AuthorityInformationAccessOID.OCSP,
+                            x509.UniformResourceIdentifier(self.urls.ocsp),
+                        )
+                    ]
+                ),
+                critical=False,
+            ).add_extension(
+                x509.CRLDistributionPoints(
+                    [
+                        x509.DistributionPoint(
+                            [x509.UniformResourceIdentifier(self.urls.crl)], None, None, None
+                        )
+                    ]
+                ),
+                critical=False,
+            )
+        return builder.sign(self.key, _signature_hash(self.key))
 
     def issue_server_certificate(
         self,

@@ -4,6 +4,14 @@ Generated modules live in ``proto.pintu.v1`` (regenerate with ``make proto``); t
 one strict parser for identifiers (see ``proto._identifiers`` for the grammar).
 """
 
+from proto._errors import (
+    ERROR_CODE_KEY,
+    ERROR_DETAIL_KEY,
+    ERROR_ORIGIN_KEY,
+    MESSAGE_ID_KEY,
+    ORIGIN_LABELS,
+    error_trailers,
+)
 from proto._identifiers import (
     MAX_METHOD_NAME_LENGTH,
     MAX_PART_LENGTH,
@@ -25,11 +33,16 @@ from proto._identifiers import (
 )
 
 __all__ = [
+    "ERROR_CODE_KEY",
+    "ERROR_DETAIL_KEY",
+    "ERROR_ORIGIN_KEY",
     "MAX_METHOD_NAME_LENGTH",
     "MAX_PART_LENGTH",
     "MAX_REFERENCE_LENGTH",
     "MAX_SERVICE_NAME_LENGTH",
     "MAX_SUBJECT_LENGTH",
+    "MESSAGE_ID_KEY",
+    "ORIGIN_LABELS",
     "IdentifierError",
     "IdentifierProblem",
     "MemberId",
@@ -38,6 +51,7 @@ __all__ = [
     "SecurityServerId",
     "ServiceId",
     "SubsystemId",
+    "error_trailers",
     "parse_identity_uri",
     "parse_purpose",
     "parse_reference",

@@ -1,4 +1,4 @@
-"""The error catalogue is complete, stable in form, and documented."""
+"""The error catalogues are complete, stable in form, and documented."""
 
 from __future__ import annotations
 
@@ -6,8 +6,17 @@ import re
 from pathlib import Path
 
 from gateway import ErrorCode
+from pki._service import STATUSES
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "errors.md"
+ROW = re.compile(r"^\| `([a-z_0-9]+)` \| ([A-Z_]+) \|", re.M)
+
+
+def section(title: str) -> str:
+    text = DOC.read_text()
+    start = text.index(f"## {title}")
+    following = text.find("\n## ", start + 1)
+    return text[start : following if following != -1 else None]
 
 
 def test_codes_are_unique_snake_case() -> None:
@@ -16,9 +25,17 @@ def test_codes_are_unique_snake_case() -> None:
     assert all(re.fullmatch(r"[a-z]+(_[a-z0-9]+)*", label) for label in labels)
 
 
-def test_every_code_is_documented_with_its_status() -> None:
-    rows = {
-        match.group(1): match.group(2)
-        for match in re.finditer(r"^\| `([a-z_0-9]+)` \| ([A-Z_]+) \|", DOC.read_text(), re.M)
-    }
+def test_every_gateway_code_is_documented_with_its_status() -> None:
+    rows = {m.group(1): m.group(2) for m in ROW.finditer(section("Catalogue"))}
     assert rows == {code.label: code.status.name for code in ErrorCode}
+
+
+def test_every_ca_code_is_documented_with_its_status() -> None:
+    rows = {m.group(1): m.group(2) for m in ROW.finditer(section("CA service"))}
+    documented = {error.code: status.name for error, status in STATUSES.items()}
+    documented["ca_database_error"] = "UNAVAILABLE"
+    assert rows == documented
+
+
+def test_gateway_and_ca_codes_never_share_a_name() -> None:
+    assert not {code.label for code in ErrorCode} & {error.code for error in STATUSES}

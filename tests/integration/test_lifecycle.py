@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import socket
 
@@ -32,15 +33,7 @@ async def test_an_address_held_by_another_program_is_refused(testbed: TwoGateway
         other.listen()
         port = other.getsockname()[1]
         settings = testbed.consumer.settings
-        moved = type(settings)(
-            server=settings.server,
-            peer_address=f"127.0.0.1:{port}",
-            peer_tls=settings.peer_tls,
-            agency_listeners=settings.agency_listeners,
-            global_configuration=settings.global_configuration,
-            clients=settings.clients,
-            limits=settings.limits,
-        )
+        moved = dataclasses.replace(settings, peer_address=f"127.0.0.1:{port}")
         with pytest.raises(SettingsError) as refusal:
             await security_server(moved).start()
     assert refusal.value.setting == "peer.listen"

@@ -429,10 +429,15 @@ async def test_default_limit_allows_messages_of_64_mib(testbed: TwoGateways) -> 
 
 
 async def test_unexpected_error_is_an_internal_error_not_a_crash(make_testbed) -> None:
-    def broken_clock() -> float:
-        raise RuntimeError("clock failure")
+    broken = False
 
-    testbed = await make_testbed(consumer_clock=broken_clock)
+    def clock() -> float:
+        if broken:
+            raise RuntimeError("clock failure")
+        return time.time()
+
+    testbed = await make_testbed(consumer_clock=clock)
+    broken = True
     error = await refused(echo(testbed, metadata()))
     assert_refusal(error, S.INTERNAL, "internal_error", "consumer_gateway")
     assert "clock failure" not in error.details()  # internals stay in the gateway's log

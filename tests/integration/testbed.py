@@ -14,10 +14,13 @@ Members of the test federation (instance DEMO):
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 import socket
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 import grpc.aio
@@ -79,17 +82,61 @@ def free_port() -> int:
 
 
 class ThrowawayPki:
-    """A federation CA and an unrelated (foreign) CA, with helpers to issue what tests need."""
+    """A federation CA (a real CA folder and CA service) and an unrelated (foreign) CA.
 
-    def __init__(self) -> None:
+    Gateways enroll with the CA service like real ones; the helpers issue what adversarial
+    tests need straight from the issuing CA (such certificates are unknown to the CA's ledger,
+    so its OCSP responder answers "unknown" about them).
+    """
+
+    def __init__(self, folder: Path, policy: pki.IssuancePolicy | None = None) -> None:
         self.now = dt.datetime.now(dt.UTC)
+        self.path = folder
+        http = free_port()
+        settings = pki.CaSettings(
+            "DEMO",
+            listen=f"127.0.0.1:{free_port()}",
+            http_listen=f"127.0.0.1:{http}",
+            public_url=f"http://127.0.0.1:{http}",
+            policy=policy or pki.IssuancePolicy(),
+        )
+        # Unencrypted keys: encryption costs a key derivation per load, and these keys live for
+        # one test in a temporary folder.
+        self.storage = pki.FileKeyStorage(folder, None)
+        self.folder = pki.CaFolder.create(
+            folder, settings, self.storage, now=self.now, actor="testbed"
+        )
+        generation = self.folder.generation(1)
+        self.root = generation.root
+        self.ca = pki.CertificateAuthority(
+            self.storage.load("G1-issuing"), generation.issuing, settings.urls(1)
+        )
         year = dt.timedelta(days=365)
-        self.ca = pki.CertificateAuthority.create("DEMO", now=self.now, lifetime=year)
         self.foreign = pki.CertificateAuthority.create("FOREIGN", now=self.now, lifetime=year)
+        self.service: pki.CaService | None = None
+
+    async def start(self) -> None:
+        self.service = pki.CaService(self.folder)
+        await self.service.start()
+
+    async def stop(self) -> None:
+        if self.service is not None:
+            await self.service.stop(0)
+
+    @property
+    def address(self) -> str:
+        assert self.service is not None
+        return f"127.0.0.1:{self.service.port}"
 
     @property
     def anchors(self) -> bytes:
-        return pki.certificate_pem(self.ca.certificate)
+        return pki.certificate_pem(self.root)
+
+    def _chain(self, authority: pki.CertificateAuthority) -> tuple[bytes, bytes]:
+        """(chain above a leaf, trust anchors) of ``authority``."""
+        if authority is self.foreign:
+            return b"", pki.certificate_pem(self.foreign.certificate)
+        return pki.certificate_pem(self.ca.certificate), self.anchors
 
     def server_identity(
         self, server: SecurityServerId, authority: pki.CertificateAuthority | None = None
@@ -99,22 +146,20 @@ class ThrowawayPki:
         certificate = authority.issue_server_certificate(
             server, key.public_key(), now=self.now, lifetime=dt.timedelta(days=1)
         )
-        return pki.TlsIdentity(
-            pki.key_pem(key),
-            pki.certificate_pem(certificate),
-            pki.certificate_pem(authority.certificate),
-        )
+        chain, anchors = self._chain(authority)
+        return pki.TlsIdentity(pki.key_pem(key), pki.certificate_pem(certificate) + chain, anchors)
 
     def client_identity(
         self, subsystem: SubsystemId, authority: pki.CertificateAuthority | None = None
     ) -> tuple[bytes, bytes]:
-        """(key PEM, certificate PEM) of an agency client certificate."""
+        """(key PEM, certificate chain PEM) of an agency client certificate."""
         authority = authority or self.ca
         key = pki.generate_key()
         certificate = authority.issue_client_certificate(
             subsystem, key.public_key(), now=self.now, lifetime=dt.timedelta(days=1)
         )
-        return pki.key_pem(key), pki.certificate_pem(certificate)
+        chain, _ = self._chain(authority)
+        return pki.key_pem(key), pki.certificate_pem(certificate) + chain
 
     def listener_identity(
         self, server: SecurityServerId, names: Sequence[str] = ("localhost", "127.0.0.1")
@@ -128,7 +173,54 @@ class ThrowawayPki:
             now=self.now,
             lifetime=dt.timedelta(days=1),
         )
-        return pki.TlsIdentity(pki.key_pem(key), pki.certificate_pem(certificate), self.anchors)
+        chain, anchors = self._chain(self.ca)
+        return pki.TlsIdentity(pki.key_pem(key), pki.certificate_pem(certificate) + chain, anchors)
+
+    async def enroll(
+        self,
+        server: SecurityServerId,
+        *,
+        max_age: dt.timedelta,
+        refresh: dt.timedelta,
+        renew_at: float = 2 / 3,
+    ) -> tuple[pki.TlsIdentity, pki.KeeperSettings]:
+        """Enroll ``server`` with the CA service as a security server does; its files go to a
+        folder of its own."""
+        ledger = self.folder.ledger()
+        try:
+            token = self.folder.authority(1, ledger).create_token(
+                server, actor="testbed", now=dt.datetime.now(dt.UTC)
+            )
+        finally:
+            ledger.close()
+        authentication, _signing, _trust = await pki.CaClient(self.address, self.anchors).enroll(
+            token, server
+        )
+        identity = authentication.identity(self.anchors)
+        folder = self.path / "servers" / str(server).replace("/", "_")
+        pki.write_private(folder / "auth.key", identity.private_key)
+        pki.write_public(folder / "auth.pem", identity.certificate_chain)
+        pki.write_public(folder / "anchors.pem", identity.trust_anchors)
+        return identity, pki.KeeperSettings(
+            server=server,
+            ca_address=self.address,
+            key_path=folder / "auth.key",
+            certificate_path=folder / "auth.pem",
+            trust_anchors_path=folder / "anchors.pem",
+            ocsp_max_age=max_age,
+            renew_fraction=renew_at,
+            refresh=refresh,
+        )
+
+    def revoke(self, serial: int, reason: str = "key_compromise") -> None:
+        """Revoke a certificate as ``pintu ca revoke`` does (another connection to the ledger)."""
+        ledger = self.folder.ledger()
+        try:
+            self.folder.authority(self.folder.active, ledger).revoke(
+                serial, reason, actor="testbed", now=dt.datetime.now(dt.UTC)
+            )
+        finally:
+            ledger.close()
 
 
 def configuration(addresses: dict[SecurityServerId, str]) -> GlobalConfiguration:
@@ -202,6 +294,8 @@ class TwoGateways:
         await self.provider.stop(0)
         if self.backend is not None:
             await self.backend.stop(0)
+        await self.pki.stop()
+        shutil.rmtree(self.pki.path, ignore_errors=True)
 
 
 def metadata(
@@ -228,12 +322,17 @@ async def build_testbed(
     provider_authority: str = "federation",
     extra_servers: Sequence[tuple[SecurityServerId, str]] = (),
     consumer_clock: Callable[[], float] = time.time,
+    policy: pki.IssuancePolicy | None = None,
+    max_age: dt.timedelta = dt.timedelta(minutes=10),
+    refresh: dt.timedelta = dt.timedelta(seconds=30),
+    renew_at: float = 2 / 3,
 ) -> TwoGateways:
-    """Start the probe backend and both gateways.
+    """Start a CA service, the probe backend and both gateways (enrolled with the CA).
 
     ``provider_authority="foreign"`` gives the provider gateway a certificate from the foreign CA.
     """
-    test_pki = ThrowawayPki()
+    test_pki = ThrowawayPki(Path(tempfile.mkdtemp(prefix="pintu-testbed-")), policy)
+    await test_pki.start()
     limits = limits or Limits()
     record = ProbeRecord()
     backend: grpc.aio.Server | None = None
@@ -248,16 +347,19 @@ async def build_testbed(
         **dict(extra_servers),
     }
     conf = configuration(addresses)
+    timing = {"max_age": max_age, "refresh": refresh, "renew_at": renew_at}
+    consumer_tls, consumer_pki = await test_pki.enroll(A_SERVER, **timing)
     consumer = security_server(
         GatewaySettings(
             server=A_SERVER,
             peer_address=addresses[A_SERVER],
-            peer_tls=test_pki.server_identity(A_SERVER),
+            peer_tls=consumer_tls,
             agency_listeners=(
                 AgencyListener("127.0.0.1:0"),
                 AgencyListener("127.0.0.1:0", test_pki.listener_identity(A_SERVER)),
             ),
             global_configuration=conf,
+            pki=consumer_pki,
             clients={
                 CLIENT: LocalClient(CLIENT),
                 SECURE_CLIENT: LocalClient(SECURE_CLIENT, require_tls=True),
@@ -266,14 +368,17 @@ async def build_testbed(
         ),
         clock=consumer_clock,
     )
-    authority = test_pki.foreign if provider_authority == "foreign" else test_pki.ca
+    provider_tls, provider_pki = await test_pki.enroll(B_SERVER, **timing)
+    if provider_authority == "foreign":
+        provider_tls = test_pki.server_identity(B_SERVER, test_pki.foreign)
     provider = security_server(
         GatewaySettings(
             server=B_SERVER,
             peer_address=addresses[B_SERVER],
-            peer_tls=test_pki.server_identity(B_SERVER, authority),
+            peer_tls=provider_tls,
             agency_listeners=(AgencyListener("127.0.0.1:0"),),
             global_configuration=conf,
+            pki=provider_pki,
             services={PROBE: LocalService(PROBE, f"127.0.0.1:{backend_port}", service_timeout)},
             limits=limits,
         )

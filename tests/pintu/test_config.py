@@ -81,6 +81,12 @@ def valid_document() -> dict[str, Any]:
             "tls_certificate": "keys/agency-tls.pem",
             "tls_client_trust_anchors": "pki/agency-clients-ca.pem",
         },
+        "pki": {
+            "ca": "127.0.0.1:7400",
+            "ocsp_max_age_seconds": 300,
+            "refresh_seconds": 15,
+            "renew_at": 0.5,
+        },
         "limits": {"max_message_bytes": 1024 * KIB, "shutdown_grace_seconds": 2.5},
         "clients": [
             {"id": CIVIL_REGISTRY, "require_tls": True},
@@ -290,6 +296,16 @@ def test_complete_file_loads_every_setting(
     }
     assert type(settings.services[civil].timeout_seconds) is float
     assert settings.limits == Limits(max_message_bytes=1024 * KIB, shutdown_grace_seconds=2.5)
+    assert settings.pki == pki.KeeperSettings(
+        server=SecurityServerId.parse(SERVER),
+        ca_address="127.0.0.1:7400",
+        key_path=files / "keys/auth.key",
+        certificate_path=files / "keys/auth.pem",
+        trust_anchors_path=files / "pki/federation-root-ca.pem",
+        ocsp_max_age=dt.timedelta(seconds=300),
+        renew_fraction=0.5,
+        refresh=dt.timedelta(seconds=15),
+    )
 
 
 def test_absent_optional_settings_take_their_defaults(site: Site, document: dict[str, Any]) -> None:
@@ -858,3 +874,38 @@ def test_peer_certificate_naming_another_server_is_refused(
 
     assert_names(message, site.config, "peer.certificate")
     assert f"names {another}, not the server {SERVER}" in message
+
+
+def test_pki_defaults(site: Site, document: dict[str, Any]) -> None:
+    minimal = without(document, "pki.ocsp_max_age_seconds", "pki.refresh_seconds", "pki.renew_at")
+    settings = pintu.load_gateway_settings(site.write(minimal))
+    assert settings.pki.ocsp_max_age == dt.timedelta(minutes=10)
+    assert settings.pki.refresh == dt.timedelta(seconds=30)
+    assert settings.pki.renew_fraction == pytest.approx(2 / 3)
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "why"),
+    [
+        ("pki.ca", "no-port", "is not 'host:port'"),
+        ("pki.ocsp_max_age_seconds", 0, "between 1 and 604800"),
+        ("pki.ocsp_max_age_seconds", 10**9, "between 1 and 604800"),
+        ("pki.refresh_seconds", 200, "half the maximum age"),
+        ("pki.refresh_seconds", 0, "half the maximum age"),
+        ("pki.renew_at", 1.0, "fraction of the lifetime"),
+        ("pki.renew_at", 0.0, "fraction of the lifetime"),
+        ("pki.renew_at", "soon", "expected float"),
+    ],
+)
+def test_invalid_pki_setting_is_refused(
+    site: Site, document: dict[str, Any], setting: str, value: object, why: str
+) -> None:
+    message = refused(site.write(edit(document, setting, value)))
+    assert_names(message, site.config, setting)
+    assert why in message
+
+
+def test_missing_ca_address_is_refused(site: Site, document: dict[str, Any]) -> None:
+    message = refused(site.write(without(document, "pki")))
+    assert_names(message, site.config, "pki.ca")
+    assert "required" in message

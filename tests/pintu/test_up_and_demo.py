@@ -75,11 +75,15 @@ def test_up_writes_every_endpoint(federation: dict[str, Any]) -> None:
 def test_private_keys_are_readable_by_their_owner_only(federation: dict[str, Any]) -> None:
     state: Path = federation["_state"]
     keys = [
-        *state.glob("pki/*.key"),
+        *state.glob("ca/*.key"),
+        *state.glob("ca/service/*.key"),
         *state.glob("gateways/*/*.key"),
         *state.glob("clients/*/key.pem"),
+        state / "ca-passphrase",
     ]
-    assert len(keys) >= 1 + 4 * 3 + 4
+    # The CA's root, issuing, responder and service keys; per gateway its authentication,
+    # signing and agency-listener keys; per agency a client key; the CA's passphrase.
+    assert len(keys) == 4 + 4 * 3 + 4 + 1
     for key in keys:
         assert oct(key.stat().st_mode & 0o777) == "0o600", key
 
@@ -180,7 +184,7 @@ def test_up_stops_every_child_on_sigterm(tmp_path: Path) -> None:
         assert time.monotonic() < deadline, "pintu up did not start"
         time.sleep(0.1)
     children = _pids(state)
-    assert len(children) == 7  # four security servers, three agency backends
+    assert len(children) == 8  # the CA, four security servers, three agency backends
     process.send_signal(signal.SIGTERM)
     assert process.wait(30) == 0
     for pid in children:
@@ -188,7 +192,7 @@ def test_up_stops_every_child_on_sigterm(tmp_path: Path) -> None:
             os.kill(pid, 0)
     assert not (state / "federation.json").exists()
     # A second start reuses the CA and the keys.
-    ca = (state / "pki/federation-root-ca.pem").read_bytes()
+    ca = (state / "ca/G1/root.pem").read_bytes()
     again = subprocess.Popen(pintu("up", "--dir", str(state)), stdout=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
@@ -196,7 +200,7 @@ def test_up_stops_every_child_on_sigterm(tmp_path: Path) -> None:
             assert again.poll() is None, "second pintu up exited early"
             assert time.monotonic() < deadline
             time.sleep(0.1)
-        assert (state / "pki/federation-root-ca.pem").read_bytes() == ca
+        assert (state / "ca/G1/root.pem").read_bytes() == ca
     finally:
         again.send_signal(signal.SIGINT)
         assert again.wait(30) == 0

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -43,3 +45,27 @@ def subsystem(member: MemberId) -> SubsystemId:
 @pytest.fixture
 def leaf_key() -> ec.EllipticCurvePrivateKey:
     return pki.generate_key()
+
+
+@pytest.fixture
+def ca_folder(tmp_path: Path, now: dt.datetime) -> pki.CaFolder:
+    """A CA folder (generation 1) created at ``now``, its keys in unencrypted files (a key
+    derivation per load would slow every test down; one test covers the encrypted case)."""
+    path = tmp_path / "ca"
+    return pki.CaFolder.create(
+        path, pki.CaSettings("DEMO"), pki.FileKeyStorage(path, None), now=now, actor="ca-admin"
+    )
+
+
+@pytest.fixture
+def ca_ledger(ca_folder: pki.CaFolder) -> Iterator[pki.CaLedger]:
+    """The folder's database, closed after the test."""
+    ledger = ca_folder.ledger()
+    yield ledger
+    ledger.close()
+
+
+@pytest.fixture
+def authority(ca_folder: pki.CaFolder, ca_ledger: pki.CaLedger) -> pki.Authority:
+    """Generation 1's online authority."""
+    return ca_folder.authority(1, ca_ledger)

@@ -39,6 +39,7 @@ class ExchangeHeader(_message.Message):
     ISSUE_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     CONSUMER_SERVER_FIELD_NUMBER: _builtins.int
+    OCSP_RESPONSE_FIELD_NUMBER: _builtins.int
     version: _builtins.int
     """Wire version of this header; currently 1."""
     message_id: _builtins.str
@@ -53,6 +54,10 @@ class ExchangeHeader(_message.Message):
     """The person at the client acting (`pintu-user`); empty when not given."""
     issue: _builtins.str
     """The client's case or application reference (`pintu-issue`); empty when not given."""
+    ocsp_response: _builtins.bytes
+    """The consumer server's stapled OCSP response (DER) about its authentication certificate.
+    The provider gateway staples its own in the `pintu-ocsp-bin` response header.
+    """
     @_builtins.property
     def client(self) -> _identifiers_pb2.SubsystemId:
         """The calling subsystem (`pintu-client`)."""
@@ -83,10 +88,11 @@ class ExchangeHeader(_message.Message):
         issue: _builtins.str = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         consumer_server: _identifiers_pb2.SecurityServerId | None = ...,
+        ocsp_response: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["client", b"client", "consumer_server", b"consumer_server", "created_at", b"created_at", "provider", b"provider"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client", b"client", "consumer_server", b"consumer_server", "created_at", b"created_at", "issue", b"issue", "message_id", b"message_id", "method", b"method", "provider", b"provider", "purpose", b"purpose", "subject", b"subject", "user", b"user", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client", b"client", "consumer_server", b"consumer_server", "created_at", b"created_at", "issue", b"issue", "message_id", b"message_id", "method", b"method", "ocsp_response", b"ocsp_response", "provider", b"provider", "purpose", b"purpose", "subject", b"subject", "user", b"user", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
