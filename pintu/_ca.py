@@ -85,6 +85,7 @@ def init(
     instance: str,
     listen: str,
     http_listen: str,
+    renewal_listen: str,
     public_url: str | None,
     secret_file: Path | None,
     pkcs11_module: str | None,
@@ -96,6 +97,7 @@ def init(
         instance=instance,
         listen=listen,
         http_listen=http_listen,
+        renewal_listen=renewal_listen,
         public_url=public_url or f"http://{http_listen}",
         policy=IssuancePolicy(
             authentication_lifetime=dt.timedelta(seconds=authentication_lifetime)

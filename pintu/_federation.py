@@ -25,7 +25,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -38,6 +37,7 @@ from typing import Any
 from demo import AGENCIES, Agency
 from pintu._ca import enroll
 from pintu._errors import FederationError
+from pintu._ports import free_port
 from pki import (
     Authority,
     CaFolder,
@@ -60,14 +60,6 @@ AUTHENTICATION_LIFETIME = dt.timedelta(days=1)
 AGENCY_LIFETIME = dt.timedelta(days=30)
 SERVER_CODE = "ss1"
 ACTOR = "pintu up"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free now (the caller binds it soon after)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _toml_string(value: object) -> str:
@@ -140,6 +132,7 @@ class LocalFederation:
         settings = CaSettings(
             INSTANCE,
             listen=f"127.0.0.1:{ca_port}",
+            renewal_listen=f"127.0.0.1:{free_port()}",
             http_listen=f"127.0.0.1:{http_port}",
             public_url=f"http://127.0.0.1:{http_port}",
             policy=IssuancePolicy(authentication_lifetime=AUTHENTICATION_LIFETIME),

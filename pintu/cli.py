@@ -68,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("--instance", required=True, help="the federation instance, e.g. DEMO")
     init.add_argument("--listen", default="127.0.0.1:7400", help="CA service (gRPC over TLS)")
     init.add_argument("--http-listen", default="127.0.0.1:7401", help="CRLs and OCSP (HTTP)")
+    init.add_argument(
+        "--renewal-listen", default="127.0.0.1:7402", help="renewal (gRPC over mutual TLS)"
+    )
     init.add_argument("--public-url", help="base URL of the HTTP side, as relying parties see it")
     init.add_argument(
         "--authentication-lifetime",
@@ -164,6 +167,7 @@ def _ca_command(options: argparse.Namespace) -> int:
             instance=options.instance,
             listen=options.listen,
             http_listen=options.http_listen,
+            renewal_listen=options.renewal_listen,
             public_url=options.public_url,
             secret_file=secret,
             pkcs11_module=options.pkcs11_module,

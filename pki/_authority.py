@@ -84,6 +84,7 @@ class TrustBundle:
     crl_url: str
     ocsp_url: str
     issuing: tuple[tuple[int, x509.Certificate], ...] = ()
+    renewal_address: str = ""
 
 
 def enrollment_token() -> str:
@@ -118,9 +119,12 @@ def check_key(public_key: object) -> PublicKey:
 def _csr(der: bytes, what: str) -> x509.CertificateSigningRequest:
     try:
         request = x509.load_der_x509_csr(der)
-        public = request.public_key()
     except ValueError as error:
         raise CsrMalformed(f"{what}: not a DER PKCS#10 request: {error}") from None
+    try:
+        public = request.public_key()
+    except (ValueError, UnsupportedAlgorithm) as error:
+        raise KeyRejected(f"{what}: the key's type or curve is not supported: {error}") from None
     check_key(public)
     try:
         valid = request.is_signature_valid
@@ -147,6 +151,10 @@ def _csr_identity(request: x509.CertificateSigningRequest, what: str) -> str:
     if len(ours) != 1:
         raise CsrIdentityMismatch(f"{what}: the request must name exactly one urn:pintu: URI")
     return ours[0]
+
+
+def _key_of(der: bytes) -> PublicKey:
+    return check_key(x509.load_der_x509_certificate(der).public_key())
 
 
 def _public_der(key: PublicKey) -> bytes:
@@ -213,7 +221,7 @@ class Authority:
         Raises:
             LedgerError: a lifetime beyond the policy's maximum, or the database failed.
         """
-        lifetime = lifetime or self.policy.token_lifetime
+        lifetime = self.policy.token_lifetime if lifetime is None else lifetime
         if not dt.timedelta(0) < lifetime <= self.policy.token_lifetime:
             raise LedgerError(
                 f"a token lives at most {self.policy.token_lifetime}; {lifetime} was asked"
@@ -323,8 +331,13 @@ class Authority:
         if _csr_identity(request, f"{kind} CSR") != expected:
             raise CsrIdentityMismatch(f"the {kind} CSR must name {expected}")
         key = check_key(request.public_key())
-        if _public_der(key) == _public_der(check_key(current.public_key())):
-            raise KeyRejected("renewal needs a new key")
+        new_key = _public_der(key)
+        for identity in (str(server), str(server.owner)):
+            if any(
+                _public_der(_key_of(old.der)) == new_key
+                for old in self.ledger.certificates_of(identity)
+            ):
+                raise KeyRejected("renewal needs a key never certified before for this server")
         return self._issue(
             kind,
             server,

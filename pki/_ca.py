@@ -189,7 +189,9 @@ class CertificateAuthority:
                 f"the CA is valid from {ca_from:%Y-%m-%d %H:%M:%S} to {ca_until:%Y-%m-%d %H:%M:%S}"
                 f" UTC, not at {now.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S} UTC"
             )
-        return max(now - _BACKDATE, ca_from), min(now + lifetime, ca_until)
+        # Backdate a little for clock differences, but never by much of a short lifetime.
+        backdate = min(_BACKDATE, lifetime / 10)
+        return max(now - backdate, ca_from), min(now + lifetime, ca_until)
 
     def issue_intermediate(
         self,

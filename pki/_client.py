@@ -67,6 +67,7 @@ class TrustUpdate:
     crl_url: str
     ocsp_url: str
     issuing: tuple[tuple[int, x509.Certificate], ...]
+    renewal_address: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +110,7 @@ def _trust(bundle: ca_pb2.TrustBundle) -> TrustUpdate:
             (ca.generation, x509.load_der_x509_certificate(ca.certificate))
             for ca in bundle.issuing_cas
         ),
+        bundle.renewal_address,
     )
 
 
@@ -121,11 +123,15 @@ def _credential(key: PrivateKey, issued: ca_pb2.IssuedCertificate) -> Credential
 
 
 class CaClient:
-    """Calls the CA service at ``address`` over TLS, trusting ``trust_anchors`` (PEM roots)."""
+    """Calls the CA service at ``address`` over TLS, trusting ``trust_anchors`` (PEM roots).
 
-    def __init__(self, address: str, trust_anchors: bytes) -> None:
+    Renewal goes to ``renewal_address`` (the CA's mutual-TLS port; the trust bundle names it).
+    """
+
+    def __init__(self, address: str, trust_anchors: bytes, renewal_address: str = "") -> None:
         self.address = address
         self.trust_anchors = trust_anchors
+        self.renewal_address = renewal_address
 
     def _channel(self, identity: TlsIdentity | None = None) -> grpc.aio.Channel:
         credentials = grpc.ssl_channel_credentials(
@@ -134,7 +140,7 @@ class CaClient:
             certificate_chain=identity.certificate_chain if identity else None,
         )
         return grpc.aio.secure_channel(
-            self.address,
+            self.renewal_address if identity else self.address,
             credentials,
             options=[
                 ("grpc.ssl_target_name_override", SERVICE_TLS_NAME),
@@ -193,8 +199,11 @@ class CaClient:
         """A new key and certificate, authenticated by the ``current`` authentication identity.
 
         Raises:
-            CaRefused, CaUnavailable: as for :meth:`enroll`.
+            CaRefused, CaUnavailable: as for :meth:`enroll` (unavailable, too, when the renewal
+                address is not known yet).
         """
+        if not self.renewal_address:
+            raise CaUnavailable("the CA's renewal address is not known (no trust bundle yet)")
         key = generate_key()
         kind = (
             ca_pb2.CERTIFICATE_KIND_SIGNING if signing else ca_pb2.CERTIFICATE_KIND_AUTHENTICATION

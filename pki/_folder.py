@@ -91,6 +91,11 @@ class FileKeyStorage:
         return load_private_key(self.folder / f"{label}.key", self.passphrase)
 
 
+def _number(span: dt.timedelta) -> str:
+    seconds = span.total_seconds()
+    return str(int(seconds)) if seconds == int(seconds) else repr(seconds)
+
+
 @dataclass(frozen=True)
 class CaSettings:
     """The CA's settings (``ca.toml``)."""
@@ -98,6 +103,7 @@ class CaSettings:
     instance: str
     listen: str = "127.0.0.1:7400"
     http_listen: str = "127.0.0.1:7401"
+    renewal_listen: str = "127.0.0.1:7402"
     public_url: str = "http://127.0.0.1:7401"
     policy: IssuancePolicy = field(default_factory=IssuancePolicy)
     # "file" (passphrase-encrypted PKCS#8) or "pkcs11" (a token; module and token label below).
@@ -120,6 +126,7 @@ class CaSettings:
                 f"instance = {json.dumps(self.instance)}",
                 f"listen = {json.dumps(self.listen)}",
                 f"http_listen = {json.dumps(self.http_listen)}",
+                f"renewal_listen = {json.dumps(self.renewal_listen)}",
                 f"public_url = {json.dumps(self.public_url)}",
                 "",
                 "[keys]",
@@ -128,12 +135,12 @@ class CaSettings:
                 f"pkcs11_token = {json.dumps(self.pkcs11_token)}",
                 "",
                 "[lifetimes]",
-                f"authentication_seconds = {int(policy.authentication_lifetime.total_seconds())}",
-                f"signing_seconds = {int(policy.signing_lifetime.total_seconds())}",
-                f"token_seconds = {int(policy.token_lifetime.total_seconds())}",
-                f"ocsp_refresh_seconds = {int(policy.ocsp_refresh.total_seconds())}",
-                f"ocsp_validity_seconds = {int(policy.ocsp_validity.total_seconds())}",
-                f"crl_validity_seconds = {int(policy.crl_validity.total_seconds())}",
+                f"authentication_seconds = {_number(policy.authentication_lifetime)}",
+                f"signing_seconds = {_number(policy.signing_lifetime)}",
+                f"token_seconds = {_number(policy.token_lifetime)}",
+                f"ocsp_refresh_seconds = {_number(policy.ocsp_refresh)}",
+                f"ocsp_validity_seconds = {_number(policy.ocsp_validity)}",
+                f"crl_validity_seconds = {_number(policy.crl_validity)}",
                 "",
             ]
         )
@@ -152,9 +159,9 @@ class CaSettings:
         lifetimes = document.get("lifetimes", {})
 
         def seconds(key: str, default: dt.timedelta) -> dt.timedelta:
-            value = lifetimes.get(key, int(default.total_seconds()))
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise LedgerError(f"{path}: lifetimes.{key}: expected a positive integer")
+            value = lifetimes.get(key, default.total_seconds())
+            if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
+                raise LedgerError(f"{path}: lifetimes.{key}: expected a positive number")
             return dt.timedelta(seconds=value)
 
         base = IssuancePolicy()
@@ -167,7 +174,7 @@ class CaSettings:
             crl_validity=seconds("crl_validity_seconds", base.crl_validity),
         )
         values: dict[str, str] = {}
-        for key in ("instance", "listen", "http_listen", "public_url"):
+        for key in ("instance", "listen", "http_listen", "renewal_listen", "public_url"):
             value = document.get(key)
             if not isinstance(value, str) or not value:
                 raise LedgerError(f"{path}: {key}: expected a non-empty string")
@@ -261,6 +268,7 @@ class CaFolder:
             crl_url=f"{settings.public_url}/crl",
             ocsp_url=f"{settings.public_url}/ocsp",
             issuing=tuple((g.number, g.issuing) for g in generations),
+            renewal_address=settings.renewal_listen,
         )
 
     def authority(self, number: int, ledger: CaLedger) -> Authority:
@@ -339,6 +347,12 @@ class CaFolder:
         write_public(
             self.path / "service/tls.pem", certificate_pem(certificate, issuing.certificate)
         )
+
+    def online_certificates_due(self) -> dt.datetime:
+        """When :meth:`refresh_online_certificates` will next have something to re-issue."""
+        responder = self.generation(self.active).ocsp.not_valid_after_utc
+        service = load_certificates(self.path / "service/tls.pem")[0].not_valid_after_utc
+        return min(responder - OCSP_SIGNER_LIFETIME / 2, service - SERVICE_LIFETIME / 2)
 
     def refresh_online_certificates(self, now: dt.datetime) -> None:
         """Re-issue the responder and service certificates of the active generation when less

@@ -24,7 +24,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 
 from pki._client import CaClient, Credential, TrustUpdate, fetch_crl, fetch_ocsp
-from pki._errors import PkiError, StatusRefused
+from pki._errors import PkiError, StatusInvalid, StatusMissing
 from pki._keys import TlsIdentity, certificate_pem, key_pem, write_private, write_public
 from pki._status import DEFAULT_MAX_AGE, RevokedSerials, StatusVerifier
 from proto import SecurityServerId
@@ -129,6 +129,8 @@ class CertificateKeeper:
         self._ocsp_url = ""
         self._crl_url = ""
         self._generations: list[int] = []
+        self._failing: set[str] = set()
+        self._age_level = 0
         self.staple = b""
         self.staple_this_update: dt.datetime | None = None
         self.verifier = StatusVerifier(self._snapshot.issuing, settings.ocsp_max_age)
@@ -229,12 +231,19 @@ class CertificateKeeper:
     async def renew(self) -> None:
         """Renew the authentication certificate now (a new key), save it and announce it.
 
+        The new certificate is used only once its own OCSP staple is in hand, and the switch to
+        both is one step: an exchange never carries a staple about another certificate than the
+        one its TLS connection presents.
+
         Raises:
-            PkiError: the CA refused or could not be reached.
+            PkiError: the CA refused or could not be reached, or no staple could be had.
         """
         server = self.settings.server
         credential, trust = await self._ca.renew(self.identity, server.uri)
+        await self._accept_trust(trust, announce=False, may_renew=False)
+        staple, this_update = await self._fetch_staple(credential)
         self._snapshot = _Snapshot(credential, self._snapshot.roots, self._snapshot.issuing)
+        self.staple, self.staple_this_update = staple, this_update
         self._save_credential()
         self.renewals += 1
         LOGGER.info(
@@ -248,10 +257,22 @@ class CertificateKeeper:
                 }
             },
         )
-        self.staple, self.staple_this_update = b"", None
-        await self._accept_trust(trust, announce=False)
-        await self._refresh_staple()
         await self._announce()
+
+    async def _fetch_staple(self, credential: Credential) -> tuple[bytes, dt.datetime]:
+        """The responder's signed answer about ``credential``'s certificate (whatever status).
+
+        Raises:
+            PkiError: no responder known, unreachable, or an answer that does not verify.
+        """
+        if not self._ocsp_url or not credential.chain:
+            raise StatusMissing("no OCSP responder is known for this certificate")
+        certificate = credential.certificate
+        staple = await fetch_ocsp(self._http, self._ocsp_url, certificate, credential.chain[0])
+        status = self.verifier.verify(staple)
+        if status.serial != certificate.serial_number:
+            raise StatusInvalid("the responder answered about another certificate")
+        return staple, status.this_update
 
     def _save_credential(self) -> None:
         credential = self._snapshot.credential
@@ -281,13 +302,17 @@ class CertificateKeeper:
     async def _refresh_all(self) -> None:
         try:
             await self._accept_trust(await self._ca.trust_bundle(), announce=True)
+            self._succeeded("fetch the CA's trust bundle")
         except PkiError as error:
-            LOGGER.warning("could not fetch the CA's trust bundle: %s", error)
+            self._failed("fetch the CA's trust bundle", error)
         await self._refresh_staple()
         await self._refresh_crls()
 
-    async def _accept_trust(self, update: TrustUpdate, *, announce: bool) -> None:
+    async def _accept_trust(
+        self, update: TrustUpdate, *, announce: bool, may_renew: bool = True
+    ) -> None:
         self._ocsp_url, self._crl_url = update.ocsp_url, update.crl_url
+        self._ca.renewal_address = update.renewal_address
         now = self._clock()
         roots = accepted_roots(self._snapshot.roots, update, now)
         issuing = [
@@ -313,10 +338,12 @@ class CertificateKeeper:
             ", ".join(r.subject.rfc4514_string() for r in roots),
             extra={"pintu_event": {"event": "trust_updated", "roots": len(roots)}},
         )
-        self._ca = CaClient(self.settings.ca_address, self.identity.trust_anchors)
+        self._ca = CaClient(
+            self.settings.ca_address, self.identity.trust_anchors, update.renewal_address
+        )
         chain = self._snapshot.credential.chain
         own_root_trusted = not chain or any(_issued_by(chain[-1], root) for root in roots)
-        if not own_root_trusted:
+        if not own_root_trusted and may_renew:
             LOGGER.warning("the own certificate's root is no longer trusted: renewing now")
             try:
                 await self.renew()
@@ -326,49 +353,70 @@ class CertificateKeeper:
             await self._announce()
 
     async def _refresh_staple(self) -> None:
-        chain = self._snapshot.credential.chain
-        if not self._ocsp_url or not chain:
-            return
-        certificate = self.certificate
-        issuer = chain[0]
+        """Fetch a new staple; keep the last one when the responder cannot be had."""
+        credential = self._snapshot.credential
         try:
-            staple = await fetch_ocsp(self._http, self._ocsp_url, certificate, issuer)
-            status = self.verifier.check(
-                staple, now=self._clock(), serial=certificate.serial_number
-            )
-        except StatusRefused as error:
-            LOGGER.error(
-                "the OCSP responder's answer about this server is %s: %s",
-                error.code,
-                error,
-                extra={"pintu_event": {"event": "own_status_refused", "code": error.code}},
-            )
-            self._warn_about_age()
-            return
+            staple, this_update = await self._fetch_staple(credential)
+            self._succeeded("refresh the OCSP staple")
         except PkiError as error:
-            LOGGER.warning("could not refresh the OCSP staple: %s", error)
+            self._failed("refresh the OCSP staple", error)
             self._warn_about_age()
             return
-        self.staple, self.staple_this_update = staple, status.this_update
+        if credential is not self._snapshot.credential:
+            return  # renewed meanwhile: that staple is about a certificate no longer in use
+        self.staple, self.staple_this_update = staple, this_update
+        self._age_level = 0
+        status = self.verifier.verify(staple)
+        if status.revoked or status.unknown:
+            LOGGER.error(
+                "the OCSP responder says this server's certificate is %s: peers refuse it",
+                "revoked" if status.revoked else "unknown",
+                extra={
+                    "pintu_event": {"event": "own_certificate_refused", "revoked": status.revoked}
+                },
+            )
 
     def _warn_about_age(self) -> None:
+        """Log once when the staple passes half the maximum age, and once when it passes it."""
         age = self.staple_age()
         limit = self.settings.ocsp_max_age.total_seconds()
-        if age >= limit:
+        level = 2 if age >= limit else 1 if age >= limit / 2 else 0
+        if level <= self._age_level:
+            return
+        self._age_level = level
+        if level == 2:
             LOGGER.error(
                 "the OCSP staple is %.0f s old, past the %.0f s peers accept: exchanges are"
                 " refused until the responder answers",
                 age,
                 limit,
-                extra={"pintu_event": {"event": "staple_stale", "age_seconds": round(age)}},
+                extra={"pintu_event": {"event": "staple_stale", "age_seconds": _rounded(age)}},
             )
-        elif age >= limit / 2:
+        else:
             LOGGER.warning(
                 "the OCSP staple is %.0f s old; peers refuse it at %.0f s",
                 age,
                 limit,
-                extra={"pintu_event": {"event": "staple_ageing", "age_seconds": round(age)}},
+                extra={"pintu_event": {"event": "staple_ageing", "age_seconds": _rounded(age)}},
             )
+
+    def _failed(self, what: str, error: PkiError) -> None:
+        """Log the first failure of an outage as a warning, the rest quietly."""
+        if what in self._failing:
+            LOGGER.debug("still cannot %s: %s", what, error)
+            return
+        self._failing.add(what)
+        LOGGER.warning(
+            "cannot %s: %s",
+            what,
+            error,
+            extra={"pintu_event": {"event": "ca_unreachable", "what": what, "code": error.code}},
+        )
+
+    def _succeeded(self, what: str) -> None:
+        if what in self._failing:
+            self._failing.discard(what)
+            LOGGER.info("can %s again", what)
 
     async def _refresh_crls(self) -> None:
         if not self._crl_url:
@@ -379,8 +427,14 @@ class CertificateKeeper:
                 for number in self._generations
             ]
             self.revoked.load(crls, self._snapshot.issuing, now=self._clock())
+            self._succeeded("refresh the CRLs")
         except PkiError as error:
-            LOGGER.warning("could not refresh the CRLs: %s", error)
+            self._failed("refresh the CRLs", error)
+
+
+def _rounded(seconds: float) -> int | None:
+    """Seconds for a log field; None for "never" (no staple yet)."""
+    return round(seconds) if seconds != float("inf") else None
 
 
 def _issued_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:

@@ -52,6 +52,9 @@ CREATE TRIGGER IF NOT EXISTS journal_no_update BEFORE UPDATE ON journal
 BEGIN SELECT RAISE(ABORT, 'the CA journal is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS journal_no_delete BEFORE DELETE ON journal
 BEGIN SELECT RAISE(ABORT, 'the CA journal is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS journal_no_replace BEFORE INSERT ON journal
+WHEN EXISTS (SELECT 1 FROM journal WHERE sequence = NEW.sequence)
+BEGIN SELECT RAISE(ABORT, 'the CA journal is append-only'); END;
 """
 
 
@@ -290,6 +293,15 @@ class CaLedger:
         """Every issued certificate, oldest first."""
         for row in self._db.execute("SELECT * FROM certificates ORDER BY rowid"):
             yield _certificate(row)
+
+    def certificates_of(self, identity: str) -> list[CertificateRecord]:
+        """Every certificate issued to ``identity`` (a server or member, canonical text)."""
+        return [
+            _certificate(row)
+            for row in self._db.execute(
+                "SELECT * FROM certificates WHERE identity = ? ORDER BY rowid", (identity,)
+            )
+        ]
 
     def revoke(self, serial: int, *, reason: str, actor: str, now: dt.datetime) -> None:
         """Mark a certificate revoked (once; a second revocation keeps the first).

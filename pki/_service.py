@@ -2,9 +2,9 @@
 
 One process (``pintu ca serve``) runs both on one event loop:
 
-* gRPC (``listen``): Enroll (token), Renew (mutual TLS with the current authentication
-  certificate), GetTrustBundle. TLS with the service's own certificate; client certificates are
-  asked for and verified against the trusted roots, but only Renew requires one.
+* gRPC over TLS with the service's own certificate, on two ports: ``listen`` asks for no client
+  certificate (Enroll with a token, GetTrustBundle); ``renewal_listen`` requires one, verified
+  against the trusted roots (Renew, with the current authentication certificate).
 * HTTP (``http_listen``): ``GET /crl/G<n>.crl`` (DER CRL of generation n's issuing CA),
   ``POST /ocsp`` and ``GET /ocsp/<base64 request>`` (RFC 6960), ``GET /healthz``.
 
@@ -56,6 +56,14 @@ from proto import error_trailers
 from proto.pintu.v1 import ca_pb2, errors_pb2
 
 LOGGER = logging.getLogger("pintu.ca")
+
+
+class CaInternalError(PkiError):
+    """An unexpected error inside the CA service (details in its log)."""
+
+    code = "internal_error"
+
+
 _S = grpc.StatusCode
 # The one place a CA refusal becomes a gRPC status.
 STATUSES: dict[type[PkiError], grpc.StatusCode] = {
@@ -67,6 +75,8 @@ STATUSES: dict[type[PkiError], grpc.StatusCode] = {
     CsrIdentityMismatch: _S.PERMISSION_DENIED,
     KeyRejected: _S.INVALID_ARGUMENT,
     RenewalRefused: _S.PERMISSION_DENIED,
+    LedgerError: _S.UNAVAILABLE,
+    CaInternalError: _S.INTERNAL,
 }
 _KINDS = {
     ca_pb2.CERTIFICATE_KIND_AUTHENTICATION: AUTHENTICATION,
@@ -103,6 +113,7 @@ def _bundle(trust: TrustBundle) -> ca_pb2.TrustBundle:
             ca_pb2.IssuingCa(generation=number, certificate=_der(certificate))
             for number, certificate in trust.issuing
         ],
+        renewal_address=trust.renewal_address,
     )
 
 
@@ -116,11 +127,14 @@ class CaService:
         self._authorities: dict[int, Authority] = {}
         self._active = 0
         self._state_stamp: float = 0.0
+        self._refresh_due = dt.datetime.max.replace(tzinfo=dt.UTC)
+        self._tls_loaded = 0
         self._grpc: grpc.aio.Server | None = None
         self._http: uvicorn.Server | None = None
         self._http_task: asyncio.Task[None] | None = None
         self._reloader: asyncio.Task[None] | None = None
         self.port = 0
+        self.renewal_port = 0
         self.http_port = 0
 
     # -- state ---------------------------------------------------------------------------------
@@ -132,6 +146,8 @@ class CaService:
         self._authorities = {n: folder.authority(n, self._ledger) for n in folder.trusted}
         self._active = folder.active
         self._state_stamp = (folder.path / "generations.json").stat().st_mtime
+        self._refresh_due = folder.online_certificates_due()
+        self._tls_loaded += 1
         LOGGER.info(
             "CA generations %s trusted, G%d issuing", sorted(self._authorities), self._active
         )
@@ -144,8 +160,8 @@ class CaService:
             await asyncio.sleep(RELOAD_INTERVAL)
             try:
                 stamp = (self._folder.path / "generations.json").stat().st_mtime
-                if stamp != self._state_stamp:
-                    self._load()
+                if stamp != self._state_stamp or self._clock() >= self._refresh_due:
+                    self._load()  # re-issues the responder and TLS certificates when due
                 current = self._ledger.version()
                 if current != version:
                     version = current
@@ -153,6 +169,40 @@ class CaService:
                         authority.forget_cached_status()
             except PkiError:
                 LOGGER.exception("could not reload the CA's state; keeping the previous one")
+
+    def _tls_configuration(self) -> Any:
+        """The service's TLS certificate, and the roots client certificates (renewal) chain to."""
+        folder = self._folder
+        roots = b"".join(
+            c.public_bytes(serialization.Encoding.PEM) for c in folder.trust_bundle().roots
+        )
+        return grpc.ssl_server_certificate_configuration(
+            [
+                (
+                    (folder.path / "service/tls.key").read_bytes(),
+                    (folder.path / "service/tls.pem").read_bytes(),
+                )
+            ],
+            root_certificates=roots,
+        )
+
+    def _credentials(self, *, require_client_certificate: bool) -> grpc.ServerCredentials:
+        """Credentials that take new TLS material after a rollover step (checked before every
+        handshake: one integer comparison)."""
+        served = self._tls_loaded
+
+        def fetch() -> Any:
+            nonlocal served
+            if served == self._tls_loaded:
+                return None
+            served = self._tls_loaded
+            return self._tls_configuration()
+
+        return grpc.dynamic_ssl_server_credentials(
+            self._tls_configuration(),
+            fetch,
+            require_client_authentication=require_client_certificate,
+        )
 
     @property
     def authority(self) -> Authority:
@@ -173,25 +223,27 @@ class CaService:
         self._load()
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
         server.add_generic_rpc_handlers([self._handlers()])
-        key = (folder.path / "service/tls.key").read_bytes()
-        chain = (folder.path / "service/tls.pem").read_bytes()
-        roots = b"".join(
-            c.public_bytes(serialization.Encoding.PEM) for c in folder.trust_bundle().roots
-        )
-        credentials = grpc.ssl_server_credentials(
-            [(key, chain)], root_certificates=roots, require_client_auth=False
-        )
-        try:
-            self.port = server.add_secure_port(settings.listen, credentials)
-        except RuntimeError as error:
-            raise LedgerError(f"listen: cannot listen on {settings.listen}: {error}") from None
+        credentials = self._credentials(require_client_certificate=False)
+        mutual = self._credentials(require_client_certificate=True)
+        for setting, address, creds in (
+            ("listen", settings.listen, credentials),
+            ("renewal_listen", settings.renewal_listen, mutual),
+        ):
+            try:
+                port = server.add_secure_port(address, creds)
+            except RuntimeError as error:
+                raise LedgerError(f"{setting}: cannot listen on {address}: {error}") from None
+            if setting == "listen":
+                self.port = port
+            else:
+                self.renewal_port = port
         await server.start()
         self._grpc = server
-        host, _, port = settings.http_listen.rpartition(":")
+        http_host, _, http_port = settings.http_listen.rpartition(":")
         config = uvicorn.Config(
             self.http_app(),
-            host=host.strip("[]"),
-            port=int(port),
+            host=http_host.strip("[]"),
+            port=int(http_port),
             log_level="warning",
             access_log=False,
             lifespan="off",
@@ -249,10 +301,11 @@ class CaService:
                     raise CsrMalformed("the request is not a valid message") from None
                 response = answer(request, context)
                 return bytes(response.SerializeToString())
-            except PkiError as error:
+            except Exception as error:
+                if not isinstance(error, PkiError):
+                    LOGGER.exception("unexpected error in the CA service")
+                    error = CaInternalError("unexpected error; see the CA's log")
                 status = STATUSES.get(type(error), _S.INVALID_ARGUMENT)
-                if isinstance(error, LedgerError):
-                    status = _S.UNAVAILABLE
                 LOGGER.warning(
                     "CA refused a request: %s: %s",
                     error.code,
@@ -316,7 +369,8 @@ class CaService:
         async def crl(request: Request) -> Response:
             name = request.path_params["name"]
             number = name.removeprefix("G").removesuffix(".crl")
-            authority = self._authorities.get(int(number)) if number.isdigit() else None
+            known = number.isascii() and number.isdigit()
+            authority = self._authorities.get(int(number)) if known else None
             if authority is None or not name.endswith(".crl"):
                 return Response("no such CRL\n", 404, media_type="text/plain")
             return Response(authority.crl(self._clock()), media_type="application/pkix-crl")

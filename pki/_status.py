@@ -39,8 +39,12 @@ class PeerStatus:
 
     serial: int
     this_update: dt.datetime
+    next_update: dt.datetime | None
     revoked: bool
     unknown: bool
+    # The validity of the certificate that signed the response.
+    signer_from: dt.datetime
+    signer_until: dt.datetime
 
 
 def _verify_signature(
@@ -122,8 +126,11 @@ class StatusVerifier:
         status = PeerStatus(
             serial=response.serial_number,
             this_update=response.this_update_utc,
+            next_update=response.next_update_utc,
             revoked=response.certificate_status is ocsp.OCSPCertStatus.REVOKED,
             unknown=response.certificate_status is ocsp.OCSPCertStatus.UNKNOWN,
+            signer_from=signer.not_valid_before_utc,
+            signer_until=signer.not_valid_after_utc,
         )
         if len(self._seen) >= _CACHE_LIMIT:
             self._seen.clear()
@@ -138,6 +145,8 @@ class StatusVerifier:
             StatusMissing, StatusInvalid, StatusStale, StatusUnknown, CertificateRevoked.
         """
         status = self.verify(staple)
+        if not status.signer_from <= now <= status.signer_until:
+            raise StatusInvalid("the OCSP response's signing certificate is not valid now")
         if serial is not None and status.serial != serial:
             raise StatusInvalid("the stapled OCSP response is about another certificate")
         if status.revoked:
@@ -145,6 +154,8 @@ class StatusVerifier:
         if status.unknown:
             raise StatusUnknown(f"the responder does not know certificate {status.serial}")
         age = now - status.this_update
+        if status.next_update is not None and now > status.next_update + CLOCK_SKEW:
+            raise StatusStale("the stapled OCSP response is past its nextUpdate")
         if age > self.max_age or age < -CLOCK_SKEW:
             raise StatusStale(
                 f"the stapled OCSP response is {age.total_seconds():.0f} s old; "

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
-import socket
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -25,6 +24,7 @@ from pathlib import Path
 import grpc
 import grpc.aio
 
+import pintu
 import pki
 from gateway import (
     AgencyListener,
@@ -75,10 +75,7 @@ PROBE_METHODS = (
 )
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+free_port = pintu.free_port
 
 
 class ThrowawayPki:
@@ -96,6 +93,7 @@ class ThrowawayPki:
         settings = pki.CaSettings(
             "DEMO",
             listen=f"127.0.0.1:{free_port()}",
+            renewal_listen=f"127.0.0.1:{free_port()}",
             http_listen=f"127.0.0.1:{http}",
             public_url=f"http://127.0.0.1:{http}",
             policy=policy or pki.IssuancePolicy(),

@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17proto/pintu/v1/ca.proto\x12\x08pintu.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"O\n\rEnrollRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x1a\n\x12\x61uthentication_csr\x18\x02 \x01(\x0c\x12\x13\n\x0bsigning_csr\x18\x03 \x01(\x0c\"v\n\x11IssuedCertificate\x12\x13\n\x0b\x63\x65rtificate\x18\x01 \x01(\x0c\x12\r\n\x05\x63hain\x18\x02 \x03(\x0c\x12\x0e\n\x06serial\x18\x03 \x01(\t\x12-\n\tnot_after\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x99\x01\n\x0e\x45nrollResponse\x12\x33\n\x0e\x61uthentication\x18\x01 \x01(\x0b\x32\x1b.pintu.v1.IssuedCertificate\x12,\n\x07signing\x18\x02 \x01(\x0b\x32\x1b.pintu.v1.IssuedCertificate\x12$\n\x05trust\x18\x03 \x01(\x0b\x32\x15.pintu.v1.TrustBundle\"D\n\x0cRenewRequest\x12\'\n\x04kind\x18\x01 \x01(\x0e\x32\x19.pintu.v1.CertificateKind\x12\x0b\n\x03\x63sr\x18\x02 \x01(\x0c\"g\n\rRenewResponse\x12\x30\n\x0b\x63\x65rtificate\x18\x01 \x01(\x0b\x32\x1b.pintu.v1.IssuedCertificate\x12$\n\x05trust\x18\x02 \x01(\x0b\x32\x15.pintu.v1.TrustBundle\"\x17\n\x15GetTrustBundleRequest\"\x85\x01\n\x0bTrustBundle\x12\r\n\x05roots\x18\x01 \x03(\x0c\x12\x1a\n\x12\x63ross_certificates\x18\x02 \x03(\x0c\x12\x0f\n\x07\x63rl_url\x18\x03 \x01(\t\x12\x10\n\x08ocsp_url\x18\x04 \x01(\t\x12(\n\x0bissuing_cas\x18\x05 \x03(\x0b\x32\x13.pintu.v1.IssuingCa\"4\n\tIssuingCa\x12\x12\n\ngeneration\x18\x01 \x01(\r\x12\x13\n\x0b\x63\x65rtificate\x18\x02 \x01(\x0c*v\n\x0f\x43\x65rtificateKind\x12 \n\x1c\x43\x45RTIFICATE_KIND_UNSPECIFIED\x10\x00\x12#\n\x1f\x43\x45RTIFICATE_KIND_AUTHENTICATION\x10\x01\x12\x1c\n\x18\x43\x45RTIFICATE_KIND_SIGNING\x10\x02\x32\xd7\x01\n\x14\x43\x65rtificateAuthority\x12;\n\x06\x45nroll\x12\x17.pintu.v1.EnrollRequest\x1a\x18.pintu.v1.EnrollResponse\x12\x38\n\x05Renew\x12\x16.pintu.v1.RenewRequest\x1a\x17.pintu.v1.RenewResponse\x12H\n\x0eGetTrustBundle\x12\x1f.pintu.v1.GetTrustBundleRequest\x1a\x15.pintu.v1.TrustBundleb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17proto/pintu/v1/ca.proto\x12\x08pintu.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"O\n\rEnrollRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x1a\n\x12\x61uthentication_csr\x18\x02 \x01(\x0c\x12\x13\n\x0bsigning_csr\x18\x03 \x01(\x0c\"v\n\x11IssuedCertificate\x12\x13\n\x0b\x63\x65rtificate\x18\x01 \x01(\x0c\x12\r\n\x05\x63hain\x18\x02 \x03(\x0c\x12\x0e\n\x06serial\x18\x03 \x01(\t\x12-\n\tnot_after\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x99\x01\n\x0e\x45nrollResponse\x12\x33\n\x0e\x61uthentication\x18\x01 \x01(\x0b\x32\x1b.pintu.v1.IssuedCertificate\x12,\n\x07signing\x18\x02 \x01(\x0b\x32\x1b.pintu.v1.IssuedCertificate\x12$\n\x05trust\x18\x03 \x01(\x0b\x32\x15.pintu.v1.TrustBundle\"D\n\x0cRenewRequest\x12\'\n\x04kind\x18\x01 \x01(\x0e\x32\x19.pintu.v1.CertificateKind\x12\x0b\n\x03\x63sr\x18\x02 \x01(\x0c\"g\n\rRenewResponse\x12\x30\n\x0b\x63\x65rtificate\x18\x01 \x01(\x0b\x32\x1b.pintu.v1.IssuedCertificate\x12$\n\x05trust\x18\x02 \x01(\x0b\x32\x15.pintu.v1.TrustBundle\"\x17\n\x15GetTrustBundleRequest\"\x9e\x01\n\x0bTrustBundle\x12\r\n\x05roots\x18\x01 \x03(\x0c\x12\x1a\n\x12\x63ross_certificates\x18\x02 \x03(\x0c\x12\x0f\n\x07\x63rl_url\x18\x03 \x01(\t\x12\x10\n\x08ocsp_url\x18\x04 \x01(\t\x12(\n\x0bissuing_cas\x18\x05 \x03(\x0b\x32\x13.pintu.v1.IssuingCa\x12\x17\n\x0frenewal_address\x18\x06 \x01(\t\"4\n\tIssuingCa\x12\x12\n\ngeneration\x18\x01 \x01(\r\x12\x13\n\x0b\x63\x65rtificate\x18\x02 \x01(\x0c*v\n\x0f\x43\x65rtificateKind\x12 \n\x1c\x43\x45RTIFICATE_KIND_UNSPECIFIED\x10\x00\x12#\n\x1f\x43\x45RTIFICATE_KIND_AUTHENTICATION\x10\x01\x12\x1c\n\x18\x43\x45RTIFICATE_KIND_SIGNING\x10\x02\x32\xd7\x01\n\x14\x43\x65rtificateAuthority\x12;\n\x06\x45nroll\x12\x17.pintu.v1.EnrollRequest\x1a\x18.pintu.v1.EnrollResponse\x12\x38\n\x05Renew\x12\x16.pintu.v1.RenewRequest\x1a\x17.pintu.v1.RenewResponse\x12H\n\x0eGetTrustBundle\x12\x1f.pintu.v1.GetTrustBundleRequest\x1a\x15.pintu.v1.TrustBundleb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'proto.pintu.v1.ca_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CERTIFICATEKIND']._serialized_start=817
-  _globals['_CERTIFICATEKIND']._serialized_end=935
+  _globals['_CERTIFICATEKIND']._serialized_start=842
+  _globals['_CERTIFICATEKIND']._serialized_end=960
   _globals['_ENROLLREQUEST']._serialized_start=70
   _globals['_ENROLLREQUEST']._serialized_end=149
   _globals['_ISSUEDCERTIFICATE']._serialized_start=151
@@ -47,9 +47,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETTRUSTBUNDLEREQUEST']._serialized_start=602
   _globals['_GETTRUSTBUNDLEREQUEST']._serialized_end=625
   _globals['_TRUSTBUNDLE']._serialized_start=628
-  _globals['_TRUSTBUNDLE']._serialized_end=761
-  _globals['_ISSUINGCA']._serialized_start=763
-  _globals['_ISSUINGCA']._serialized_end=815
-  _globals['_CERTIFICATEAUTHORITY']._serialized_start=938
-  _globals['_CERTIFICATEAUTHORITY']._serialized_end=1153
+  _globals['_TRUSTBUNDLE']._serialized_end=786
+  _globals['_ISSUINGCA']._serialized_start=788
+  _globals['_ISSUINGCA']._serialized_end=840
+  _globals['_CERTIFICATEAUTHORITY']._serialized_start=963
+  _globals['_CERTIFICATEAUTHORITY']._serialized_end=1178
 # @@protoc_insertion_point(module_scope)

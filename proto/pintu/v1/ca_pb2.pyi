@@ -3,9 +3,10 @@
 isort:skip_file
 The federation CA's service: enrollment, renewal and the trust bundle.
 
-Served over TLS by `pintu ca serve`. Enroll needs no client certificate (the one-time token
-authenticates the caller); Renew needs mutual TLS with the certificate being renewed;
-GetTrustBundle is open to every TLS client.
+Served over TLS by `pintu ca serve` on two ports: the main port asks for no client certificate
+(Enroll: the one-time token authenticates the caller; GetTrustBundle is open to every TLS
+client), the renewal port requires mutual TLS (Renew: the current authentication certificate
+authenticates the caller).
 
 Refusals carry `pintu-error-code` in trailing metadata like every Pintu refusal (codes in
 docs/errors.md, "CA service").
@@ -205,9 +206,14 @@ class TrustBundle(_message.Message):
     CRL_URL_FIELD_NUMBER: _builtins.int
     OCSP_URL_FIELD_NUMBER: _builtins.int
     ISSUING_CAS_FIELD_NUMBER: _builtins.int
+    RENEWAL_ADDRESS_FIELD_NUMBER: _builtins.int
     crl_url: _builtins.str
     """Where the issuing CAs' CRLs are (append "/G<n>.crl") and the OCSP responder."""
     ocsp_url: _builtins.str
+    renewal_address: _builtins.str
+    """Where to call Renew: a port that requires mutual TLS (Enroll and GetTrustBundle are served
+    on the CA service's main port, which asks for no client certificate).
+    """
     @_builtins.property
     def roots(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
         """Root certificates to trust, DER. During a root rollover, old and new roots both appear."""
@@ -232,10 +238,11 @@ class TrustBundle(_message.Message):
         crl_url: _builtins.str = ...,
         ocsp_url: _builtins.str = ...,
         issuing_cas: _abc.Iterable[Global___IssuingCa] | None = ...,
+        renewal_address: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["crl_url", b"crl_url", "cross_certificates", b"cross_certificates", "issuing_cas", b"issuing_cas", "ocsp_url", b"ocsp_url", "roots", b"roots"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["crl_url", b"crl_url", "cross_certificates", b"cross_certificates", "issuing_cas", b"issuing_cas", "ocsp_url", b"ocsp_url", "renewal_address", b"renewal_address", "roots", b"roots"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -3,9 +3,10 @@
 isort:skip_file
 The federation CA's service: enrollment, renewal and the trust bundle.
 
-Served over TLS by `pintu ca serve`. Enroll needs no client certificate (the one-time token
-authenticates the caller); Renew needs mutual TLS with the certificate being renewed;
-GetTrustBundle is open to every TLS client.
+Served over TLS by `pintu ca serve` on two ports: the main port asks for no client certificate
+(Enroll: the one-time token authenticates the caller; GetTrustBundle is open to every TLS
+client), the renewal port requires mutual TLS (Renew: the current authentication certificate
+authenticates the caller).
 
 Refusals carry `pintu-error-code` in trailing metadata like every Pintu refusal (codes in
 docs/errors.md, "CA service").
