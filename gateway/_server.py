@@ -27,6 +27,7 @@ from gateway._events import LOGGER
 from gateway._metaservices import Metaservices
 from gateway._provider import ProviderSide
 from gateway._settings import GatewaySettings
+from monitoring import GatewayMetrics, MetricsServer, serve_metrics
 from pki import CertificateKeeper, Credential, TlsIdentity
 
 if TYPE_CHECKING:
@@ -192,6 +193,7 @@ class SecurityServer:
         self._peers: PeerChannels | None = None
         self._backends: BackendChannels | None = None
         self.keeper: CertificateKeeper | None = None
+        self._metrics: MetricsServer | None = None
         self.restarts = 0
 
     @property
@@ -225,6 +227,16 @@ class SecurityServer:
             peers.replace_identity(identity)
 
         keeper.subscribe(renewed)
+        if settings.metrics_address is not None:
+            try:
+                self._metrics = serve_metrics(
+                    settings.metrics_address, GatewayMetrics(lambda: self.keeper).registry
+                )
+            except OSError as error:
+                await keeper.stop()
+                raise SettingsError(
+                    "metrics.listen", f"cannot listen on {settings.metrics_address}: {error}"
+                ) from None
         self._backends = BackendChannels(
             {service.backend for service in settings.services.values()}, limits
         )
@@ -323,6 +335,14 @@ class SecurityServer:
         if self.keeper is not None:
             await self.keeper.stop()
             self.keeper = None
+        if self._metrics is not None:
+            self._metrics.stop()
+            self._metrics = None
+
+    @property
+    def metrics_port(self) -> int:
+        """The port of the metrics endpoint (0 without one)."""
+        return self._metrics.port if self._metrics is not None else 0
 
 
 def security_server(

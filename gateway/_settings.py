@@ -93,6 +93,8 @@ class GatewaySettings:
     clients: Mapping[SubsystemId, LocalClient] = field(default_factory=dict)
     services: Mapping[ServiceId, LocalService] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
+    # Where Prometheus scrapes this server's metrics (host:port), or None for no endpoint.
+    metrics_address: str | None = None
 
     def __post_init__(self) -> None:
         conf = self.global_configuration

@@ -24,6 +24,9 @@
     refresh_seconds = 30                             # how often staple, CRLs and trust refresh
     renew_at = 0.667                                 # renew at this fraction of the lifetime
 
+    [metrics]                                        # Prometheus scrapes /metrics here
+    listen = "127.0.0.1:9100"                        # optional; no endpoint without it
+
     [limits]
     max_message_bytes = 67108864                     # default 64 MiB, per message, both hops
     max_metadata_bytes = 16384                       # default 16 KiB, a call's metadata
@@ -79,9 +82,11 @@ _KNOWN = {
         "agency",
         "pki",
         "limits",
+        "metrics",
         "clients",
         "services",
     },
+    "metrics": {"listen"},
     "pki": {
         "ca",
         "ocsp_max_age_seconds",
@@ -256,6 +261,8 @@ def load_gateway_settings(path: Path) -> GatewaySettings:
     renew_at = pki_table.get("renew_at", float, 2 / 3)
     if not 0.1 <= renew_at <= 0.95:
         raise pki_table.error("renew_at", "must be a fraction of the lifetime, 0.1 to 0.95")
+    metrics_table = _Reader(path, root.table_at("metrics"), "metrics", "metrics")
+    metrics = metrics_table.address("listen") if "listen" in metrics_table.table else None
     keeper = KeeperSettings(
         server=server,
         ca_address=pki_table.address("ca"),
@@ -270,6 +277,7 @@ def load_gateway_settings(path: Path) -> GatewaySettings:
         return GatewaySettings(
             server=server,
             pki=keeper,
+            metrics_address=metrics,
             peer_address=peer_address,
             peer_tls=peer_tls,
             agency_listeners=tuple(listeners),

@@ -71,6 +71,7 @@ class _Ports:
     agency: int
     agency_tls: int
     peer: int
+    metrics: int
     backend: int | None
 
 
@@ -161,7 +162,11 @@ class LocalFederation:
         now = self._now()
         ports = {
             agency.key: _Ports(
-                free_port(), free_port(), free_port(), free_port() if agency.services else None
+                free_port(),
+                free_port(),
+                free_port(),
+                free_port(),
+                free_port() if agency.services else None,
             )
             for agency in self._agencies
         }
@@ -282,6 +287,7 @@ class LocalFederation:
                 "agency_address": f"127.0.0.1:{port.agency}",
                 "agency_tls_address": f"127.0.0.1:{port.agency_tls}",
                 "peer_address": f"127.0.0.1:{port.peer}",
+                "metrics_address": f"127.0.0.1:{port.metrics}",
                 "config": str(config),
                 "log": str(self.state / "logs" / f"gateway-{agency.key}.log"),
             }
@@ -323,6 +329,9 @@ class LocalFederation:
             f"tls_key = {_toml_string(folder / 'agency-tls.key')}",
             f"tls_certificate = {_toml_string(folder / 'agency-tls.pem')}",
             f"tls_client_trust_anchors = {_toml_string(self.ca_bundle)}",
+            "",
+            "[metrics]",
+            f'listen = "127.0.0.1:{port.metrics}"',
             "",
             "[limits]",
             "shutdown_grace_seconds = 5",

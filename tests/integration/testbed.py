@@ -324,6 +324,7 @@ async def build_testbed(
     max_age: dt.timedelta = dt.timedelta(minutes=10),
     refresh: dt.timedelta = dt.timedelta(seconds=30),
     renew_at: float = 2 / 3,
+    metrics: bool = False,
 ) -> TwoGateways:
     """Start a CA service, the probe backend and both gateways (enrolled with the CA).
 
@@ -363,6 +364,7 @@ async def build_testbed(
                 SECURE_CLIENT: LocalClient(SECURE_CLIENT, require_tls=True),
             },
             limits=limits,
+            metrics_address="127.0.0.1:0" if metrics else None,
         ),
         clock=consumer_clock,
     )
