@@ -1,343 +1,144 @@
-"""Throughput, latency, CPU and memory of an exchange: directly and through two security servers.
+"""Pintu's benchmarks: run every suite, or the ones named, each rewriting its own section of
+docs/benchmarks.md.
 
-    python -m bench.run [--rounds 5] [--seconds 3] [--output docs/benchmarks.md]
+    python -m bench.run [--suite exchange|pki]... [--rounds N] [--seconds S] [--output FILE]
+                        [--enrollments N] [--crl-sizes 0,1000,...] [--concurrency 1,8,32]
 
-One run starts an echo backend and two security servers (``pintu gateway run`` processes, as in
-production: mTLS between them, the federation's CA), then measures, in alternating rounds so that
-the shared machine's noise falls on every target alike:
+``make bench`` runs every suite with its defaults. Options left out take the suite's default
+(``exchange``: 5 rounds of 3 s; ``pki``: 5 rounds, windows of 1 s); each section names the
+command that reproduces it. The suites:
 
-* **direct**: the client calls the backend itself (the baseline);
-* **pintu**: the client calls its own security server, which forwards over mTLS to the
-  provider's security server, which calls the backend.
-
-Figures are medians over the rounds. The client runs in this process (grpc.aio), with
-``concurrency`` calls in flight on one channel.
+* ``exchange`` (bench.exchange): an exchange directly and through two security servers;
+* ``pki`` (bench.pki): issuance, OCSP, staple verification and CRL checks.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import datetime as dt
-import json
-import os
-import platform
-import statistics
-import subprocess
+import dataclasses
 import sys
-import tempfile
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import grpc
-import grpc.aio
-
-from bench.echo import METHOD, SERVICE
-from demo import Agency, AgencyService
-from pintu import LocalFederation
-from proto import MemberId
-
-CLIENT_MEMBER = MemberId("DEMO", "GOV", "CLIENT")
-SERVER_MEMBER = MemberId("DEMO", "GOV", "SERVER")
-AGENCIES = (
-    Agency("client", CLIENT_MEMBER, "Benchmark client", CLIENT_MEMBER.subsystem("app"), (), None),
-    Agency(
-        "server",
-        SERVER_MEMBER,
-        "Benchmark server",
-        SERVER_MEMBER.subsystem("echo"),
-        (AgencyService(SERVICE, ("Call",), "Echoes its request"),),
-        # The echo backend runs as its own process (bench.echo); nothing to register here.
-        lambda server: None,
-    ),
-)
-METADATA = (
-    ("pintu-client", str(CLIENT_MEMBER.subsystem("app"))),
-    ("pintu-provider", str(SERVER_MEMBER.subsystem("echo"))),
-    ("pintu-purpose", "benchmark"),
-)
-TICKS = os.sysconf("SC_CLK_TCK")
+from bench import exchange
+from bench import pki as pki_suite
+from bench._document import write_section
 
 
 @dataclass(frozen=True)
-class Workload:
-    name: str
-    size: int
-    concurrency: int
+class Suite:
+    """A suite's default settings (a frozen dataclass) and the function that measures."""
+
+    defaults: Any
+    run: Callable[[Any, str], str]
 
 
-WORKLOADS = (Workload("unary 1 KiB", 1024, 1), Workload("unary 1 KiB", 1024, 50))
-TARGETS = ("direct", "pintu")
+SUITES = {
+    exchange.NAME: Suite(exchange.ExchangeSettings(), exchange.run),
+    pki_suite.NAME: Suite(pki_suite.PkiSettings(), pki_suite.run),
+}
+# Settings fields and the options that set them.
+FLAGS = {
+    "rounds": "--rounds",
+    "seconds": "--seconds",
+    "enrollments": "--enrollments",
+    "crl_sizes": "--crl-sizes",
+    "concurrencies": "--concurrency",
+}
 
 
-@dataclass
-class Window:
-    """One measured window of one target under one workload."""
-
-    throughput: float
-    p50: float
-    p99: float
-    p999: float
-    cpu_us: dict[str, float]
-
-
-@dataclass
-class Series:
-    windows: list[Window] = field(default_factory=list)
-
-    def median(self, pick: Callable[[Window], float]) -> float:
-        return statistics.median(pick(w) for w in self.windows)
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def _peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def _quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-async def _window(
-    call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes],
-    payload: bytes,
-    metadata: tuple[tuple[str, str], ...] | None,
-    concurrency: int,
-    seconds: float,
-    pids: dict[str, int],
-) -> Window:
-    latencies: list[float] = []
-    clock = time.perf_counter
-    stop_at = clock() + seconds
-
-    async def worker() -> None:
-        while (started := clock()) < stop_at:
-            await call(payload, metadata=metadata, timeout=30)
-            latencies.append(clock() - started)
-
-    cpu_before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
-    client_before = time.process_time()
-    began = clock()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    elapsed = clock() - began
-    count = len(latencies)
-    cpu = {name: _cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
-    cpu["client"] = time.process_time() - client_before
-    return Window(
-        throughput=count / elapsed,
-        p50=_quantile(latencies, 0.5) * 1e3,
-        p99=_quantile(latencies, 0.99) * 1e3,
-        p999=_quantile(latencies, 0.999) * 1e3,
-        cpu_us={name: seconds * 1e6 / count for name, seconds in cpu.items()},
-    )
-
-
-async def _measure(
-    federation: dict[str, Any], pids: dict[str, int], rounds: int, seconds: float
-) -> dict[tuple[Workload, str], Series]:
-    options = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
-    backend = federation["agencies"]["server"]["backend_address"]
-    gateway = federation["gateways"]["client"]["agency_address"]
-    channels = {
-        "direct": grpc.aio.insecure_channel(backend, options=options),
-        "pintu": grpc.aio.insecure_channel(gateway, options=options),
-    }
-    watched = {
-        "direct": {"backend": pids["backend"]},
-        "pintu": {
-            "consumer gateway": pids["gateway-client"],
-            "provider gateway": pids["gateway-server"],
-            "backend": pids["backend"],
-        },
-    }
-    calls = {name: channel.unary_unary(METHOD, None, None) for name, channel in channels.items()}
-    results: dict[tuple[Workload, str], Series] = {
-        (w, t): Series() for w in WORKLOADS for t in TARGETS
-    }
-    for workload in WORKLOADS:  # warm up connections and code paths
-        payload = os.urandom(workload.size)
-        for target in TARGETS:
-            await _window(calls[target], payload, METADATA, workload.concurrency, 0.5, {})
-    for index in range(rounds):
-        for workload in WORKLOADS:
-            payload = os.urandom(workload.size)
-            order = TARGETS if index % 2 == 0 else TARGETS[::-1]
-            for target in order:
-                metadata = METADATA if target == "pintu" else None
-                window = await _window(
-                    calls[target],
-                    payload,
-                    metadata,
-                    workload.concurrency,
-                    seconds,
-                    watched[target],
-                )
-                results[(workload, target)].windows.append(window)
-                print(
-                    f"round {index + 1}/{rounds} {workload.name} x{workload.concurrency} "
-                    f"{target:6}: {window.throughput:8.0f} req/s  p50 {window.p50:.3f} ms",
-                    flush=True,
-                )
-    for channel in channels.values():
-        await channel.close(None)
-    return results
-
-
-def _machine() -> str:
-    model = "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-            break
-    return (
-        f"{os.cpu_count()} cores ({model}), {platform.system()} {platform.release()}, "
-        f"Python {platform.python_version()}, grpcio {grpc.__version__}"
-    )
-
-
-def _report(
-    results: dict[tuple[Workload, str], Series],
-    rss: dict[str, float],
-    rounds: int,
-    seconds: float,
-    command: str,
-) -> str:
-    lines = [
-        "# Benchmarks",
-        "",
-        "Written by the benchmark itself; do not edit by hand. Reproduce with:",
-        "",
-        "```sh",
-        command,
-        "```",
-        "",
-        f"- date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
-        f"- machine: {_machine()} (shared; figures are noisy, so read medians and ratios)",
-        f"- method: {rounds} alternating rounds of {seconds:g} s per target and workload; "
-        "medians over rounds. Every process on one machine, over loopback.",
-        "- targets: **direct** = client → backend; **Pintu** = client → consumer security "
-        "server → (mTLS, TLS 1.3) → provider security server → backend, each gateway its own "
-        "`pintu gateway run` process.",
-        "",
-        "## Throughput and latency",
-        "",
-        "| workload | in flight | direct req/s | Pintu req/s | Pintu / direct "
-        "| p50 direct ms | p50 Pintu ms | p50 added ms | p99 direct ms | p99 Pintu ms "
-        "| p99.9 Pintu ms |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for workload in WORKLOADS:
-        direct, pintu = results[(workload, "direct")], results[(workload, "pintu")]
-        d_rps, p_rps = direct.median(lambda w: w.throughput), pintu.median(lambda w: w.throughput)
-        d50, p50 = direct.median(lambda w: w.p50), pintu.median(lambda w: w.p50)
-        lines.append(
-            f"| {workload.name} | {workload.concurrency} | {d_rps:,.0f} | {p_rps:,.0f} "
-            f"| {p_rps / d_rps:.2f} | {d50:.3f} | {p50:.3f} | {p50 - d50:.3f} "
-            f"| {direct.median(lambda w: w.p99):.3f} | {pintu.median(lambda w: w.p99):.3f} "
-            f"| {pintu.median(lambda w: w.p999):.3f} |"
-        )
-    processes = ("client", "consumer gateway", "provider gateway", "backend")
-    lines += [
-        "",
-        "## CPU time per exchange (µs, median over rounds)",
-        "",
-        "| workload | in flight | target | " + " | ".join(processes) + " | total |",
-        "|---|---:|---|" + "---:|" * (len(processes) + 1),
-    ]
-    for workload in WORKLOADS:
-        for target in TARGETS:
-            series = results[(workload, target)]
-            cells = []
-            total = 0.0
-            for name in processes:
-                if name in series.windows[0].cpu_us:
-                    value = series.median(lambda w, n=name: w.cpu_us[n])  # type: ignore[misc]
-                    total += value
-                    cells.append(f"{value:,.0f}")
-                else:
-                    cells.append("—")
-            label = "Pintu" if target == "pintu" else "direct"
-            lines.append(
-                f"| {workload.name} | {workload.concurrency} | {label} | "
-                + " | ".join(cells)
-                + f" | {total:,.0f} |"
-            )
-    lines += [
-        "",
-        "## Peak memory (RSS, MiB, whole run)",
-        "",
-        "| process | peak RSS |",
-        "|---|---:|",
-        *(f"| {name} | {value:.0f} |" for name, value in rss.items()),
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--output", type=Path, default=Path("docs/benchmarks.md"))
-    options = parser.parse_args()
-    command = "make bench"
-    if (options.rounds, options.seconds) != (5, 3.0):
-        command = f"python -m bench.run --rounds {options.rounds} --seconds {options.seconds:g}"
-
-    with tempfile.TemporaryDirectory(prefix="pintu-bench-") as scratch:
-        state = Path(scratch)
-        federation = LocalFederation(state, agencies=AGENCIES, start_backends=False)
-        federation.prepare()
-        address = federation.document["agencies"]["server"]["backend_address"]
-        ready = state / "echo.ready"
-        echo = subprocess.Popen(
-            [sys.executable, "-m", "bench.echo", "--listen", address, "--ready-file", str(ready)],
-            stdin=subprocess.DEVNULL,
-        )
+def _counts(minimum: int) -> Callable[[str], tuple[int, ...]]:
+    def parse(text: str) -> tuple[int, ...]:
         try:
-            deadline = time.monotonic() + 30
-            while not ready.exists():
-                if echo.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit("bench: the echo backend did not start")
-                time.sleep(0.05)
-            with federation:
-                pids = {**federation.pids, "backend": echo.pid}
-                results = asyncio.run(
-                    _measure(federation.document, pids, options.rounds, options.seconds)
-                )
-                rss = {
-                    "consumer gateway": _peak_rss_mib(pids["gateway-client"]),
-                    "provider gateway": _peak_rss_mib(pids["gateway-server"]),
-                    "backend": _peak_rss_mib(pids["backend"]),
-                }
-        finally:
-            echo.terminate()
-            echo.wait(10)
-    options.output.parent.mkdir(parents=True, exist_ok=True)
-    options.output.write_text(_report(results, rss, options.rounds, options.seconds, command))
-    print(f"wrote {options.output}")
-    print(
-        json.dumps(
-            {
-                f"{w.name} x{w.concurrency} {t}": round(
-                    results[(w, t)].median(lambda x: x.throughput)
-                )
-                for w in WORKLOADS
-                for t in TARGETS
-            }
-        )
+            values = tuple(int(part) for part in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: expected numbers, comma-separated"
+            ) from None
+        if any(value < minimum for value in values):
+            raise argparse.ArgumentTypeError(f"{text!r}: every number must be {minimum} or more")
+        return values
+
+    return parse
+
+
+def _positive(kind: Callable[[str], int | float]) -> Callable[[str], Any]:
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected a number") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected a positive number")
+        return value
+
+    return parse
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run", description=__doc__.splitlines()[0]
     )
+    parser.add_argument(
+        "--suite",
+        action="append",
+        choices=sorted(SUITES),
+        help="run this suite (repeatable; default: every suite)",
+    )
+    parser.add_argument("--rounds", type=_positive(int), help="measured rounds")
+    parser.add_argument("--seconds", type=_positive(float), help="length of a measured window")
+    parser.add_argument("--output", type=Path, default=Path("docs/benchmarks.md"))
+    pki_options = parser.add_argument_group("pki suite")
+    pki_options.add_argument(
+        "--enrollments", type=_positive(int), help="enrollments (and renewals) per round"
+    )
+    pki_options.add_argument(
+        "--crl-sizes", dest="crl_sizes", type=_counts(0), help="revoked entries per CRL"
+    )
+    pki_options.add_argument(
+        "--concurrency", dest="concurrencies", type=_counts(1), help="OCSP requests in flight"
+    )
+    return parser
+
+
+def _flag(value: object) -> str:
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _settings(name: str, options: argparse.Namespace) -> tuple[Any, str]:
+    """The suite's settings from the options given, and the command that reproduces them."""
+    defaults = SUITES[name].defaults
+    changes = {}
+    command = f"python -m bench.run --suite {name}"
+    for field in dataclasses.fields(defaults):
+        value = getattr(options, field.name)
+        if value is not None and value != getattr(defaults, field.name):
+            changes[field.name] = value
+            command += f" {FLAGS[field.name]} {_flag(value)}"
+    return dataclasses.replace(defaults, **changes), command
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the suites asked for; each writes its section of the output document."""
+    parser = _parser()
+    options = parser.parse_args(argv)
+    chosen = [name for name in SUITES if name in (options.suite or SUITES)]
+    taken = {field.name for name in chosen for field in dataclasses.fields(SUITES[name].defaults)}
+    for attribute, flag in FLAGS.items():
+        if getattr(options, attribute) is not None and attribute not in taken:
+            parser.error(f"{flag} applies to none of the suites chosen ({', '.join(chosen)})")
+    for name in chosen:
+        settings, command = _settings(name, options)
+        print(f"== suite {name}: {command}", flush=True)
+        body = SUITES[name].run(settings, command)
+        write_section(options.output, name, body)
+        print(f"wrote the {name} section of {options.output}", flush=True)
     return 0
 
 

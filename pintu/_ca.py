@@ -23,6 +23,7 @@ from pki import (
     KeyStorage,
     Pkcs11Token,
     TokenKeyStorage,
+    accepted_roots,
     load_certificates,
     write_private,
     write_public,
@@ -52,7 +53,7 @@ def _secret(file: Path | None, variable: str, what: str) -> bytes:
     else:
         value = os.environ.get(variable, "").encode()
     if not value:
-        raise ConfigError(f"the CA's {what} is needed: give --{what}-file or set {variable}")
+        raise ConfigError(f"the CA's {what} is needed: give --passphrase-file or set {variable}")
     return value
 
 
@@ -112,16 +113,17 @@ def init(
 
 async def serve(directory: Path, secret_file: Path | None, ready_file: Path | None) -> None:
     """Run the CA service until SIGINT or SIGTERM."""
-    from pintu._processes import until_signalled, write_ready
+    from pintu._processes import remove_ready, until_signalled, write_ready
 
     with open_folder(directory, secret_file) as folder:
         service = CaService(folder)
         await service.start()
         try:
-            write_ready(ready_file, [service.port, service.http_port])
+            write_ready(ready_file, [service.port, service.renewal_port, service.http_port])
             await until_signalled()
         finally:
             await service.stop()
+            remove_ready(ready_file)
 
 
 def token(directory: Path, secret_file: Path | None, server: str, lifetime: int | None) -> str:
@@ -228,9 +230,11 @@ def enroll(config: Path, token_text: str) -> str:
     if not isinstance(ca, str) or not ca:
         raise ConfigError(f"{config}: pki.ca: required for enrollment")
     anchors_path = path("peer", "trust_anchors")
-    anchors = certificate_pem(*load_certificates(anchors_path))
-    client = CaClient(ca, anchors)
-    authentication, signing, _trust = asyncio.run(client.enroll(token_text, server))
+    roots = load_certificates(anchors_path)
+    client = CaClient(ca, certificate_pem(*roots))
+    authentication, signing, trust = asyncio.run(client.enroll(token_text, server))
+    # The anchors obtained out of band, plus a newer root only if one of them cross-certifies it.
+    write_public(anchors_path, certificate_pem(*accepted_roots(roots, trust, _now())))
     write_private(path("peer", "key"), key_pem(authentication.key))
     write_public(
         path("peer", "certificate"),

@@ -24,7 +24,7 @@ def write_ready(path: Path | None, ports: list[int]) -> None:
     os.replace(scratch, path)
 
 
-def _remove_ready(path: Path | None) -> None:
+def remove_ready(path: Path | None) -> None:
     if path is not None:
         with contextlib.suppress(OSError):
             path.unlink()
@@ -52,7 +52,7 @@ async def run_gateway(config: Path, ready_file: Path | None) -> None:
         await until_signalled()
     finally:
         await server.stop()
-        _remove_ready(ready_file)
+        remove_ready(ready_file)
 
 
 async def run_agency(key: str, address: str, ready_file: Path | None) -> None:

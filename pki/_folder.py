@@ -343,9 +343,17 @@ class CaFolder:
         host = self.settings.listen.rpartition(":")[0].strip("[]")
         names = ["localhost", "127.0.0.1"] if host in ("127.0.0.1", "localhost") else [host]
         certificate = _service_certificate(issuing, key, names, now)
+        # With the cross-certificate in the chain, a client that still trusts only the previous
+        # root (a server enrolling with an old anchor during a rollover) reaches the service too.
+        crosses = [
+            self.generation(number).cross
+            for number in self.trusted
+            if self.generation(number).issuing == issuing.certificate
+        ]
         write_private(self.path / "service/tls.key", key_pem(key))
         write_public(
-            self.path / "service/tls.pem", certificate_pem(certificate, issuing.certificate)
+            self.path / "service/tls.pem",
+            certificate_pem(certificate, issuing.certificate, *(c for c in crosses if c)),
         )
 
     def online_certificates_due(self) -> dt.datetime:

@@ -1,4 +1,4 @@
-"""The benchmark itself keeps working (its figures are not judged here: see docs/benchmarks.md)."""
+"""The exchange suite keeps working (its figures are not judged here: see docs/benchmarks.md)."""
 
 from __future__ import annotations
 
@@ -8,16 +8,20 @@ from pathlib import Path
 
 import pytest
 
+from bench._document import section
+
 pytestmark = pytest.mark.integration
 
 
-def test_a_short_benchmark_run_writes_its_report(tmp_path: Path) -> None:
+def test_a_short_exchange_run_writes_its_section(tmp_path: Path) -> None:
     report = tmp_path / "benchmarks.md"
     result = subprocess.run(
         [
             sys.executable,
             "-m",
             "bench.run",
+            "--suite",
+            "exchange",
             "--rounds",
             "1",
             "--seconds",
@@ -31,8 +35,9 @@ def test_a_short_benchmark_run_writes_its_report(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    text = report.read_text()
-    assert "python -m bench.run --rounds 1 --seconds 0.3" in text
+    text = section(report.read_text(), "exchange")
+    assert text is not None
+    assert "python -m bench.run --suite exchange --rounds 1 --seconds 0.3" in text
     rows = [line for line in text.splitlines() if line.startswith("| unary 1 KiB |")]
     assert len(rows) == 2 + 4  # throughput rows (1 and 50 in flight) and CPU rows
     for row in rows[:2]:

@@ -175,18 +175,32 @@ def test_the_peer_port_refuses_tls_below_1_2(federation: dict[str, Any]) -> None
     assert "Protocol version" not in result.stdout + result.stderr
 
 
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """Whatever a test asserted: no ``pintu up`` (and so none of its children) outlives it."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def test_up_stops_every_child_on_sigterm(tmp_path: Path) -> None:
     state = tmp_path / "state"
     process = subprocess.Popen(pintu("up", "--dir", str(state)), stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while not (state / "federation.json").exists():
-        assert process.poll() is None, "pintu up exited early"
-        assert time.monotonic() < deadline, "pintu up did not start"
-        time.sleep(0.1)
-    children = _pids(state)
-    assert len(children) == 8  # the CA, four security servers, three agency backends
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(30) == 0
+    try:
+        deadline = time.monotonic() + 60
+        while not (state / "federation.json").exists():
+            assert process.poll() is None, "pintu up exited early"
+            assert time.monotonic() < deadline, "pintu up did not start"
+            time.sleep(0.1)
+        children = _pids(state)
+        assert len(children) == 8  # the CA, four security servers, three agency backends
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+    finally:
+        _stop(process)
     for pid in children:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
@@ -201,9 +215,10 @@ def test_up_stops_every_child_on_sigterm(tmp_path: Path) -> None:
             assert time.monotonic() < deadline
             time.sleep(0.1)
         assert (state / "ca/G1/root.pem").read_bytes() == ca
-    finally:
         again.send_signal(signal.SIGINT)
         assert again.wait(30) == 0
+    finally:
+        _stop(again)
 
 
 def test_demo_runs_the_scenario_and_exits_zero() -> None:
