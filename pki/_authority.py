@@ -153,8 +153,9 @@ def _csr_identity(request: x509.CertificateSigningRequest, what: str) -> str:
     return ours[0]
 
 
-def _key_of(der: bytes) -> PublicKey:
-    return check_key(x509.load_der_x509_certificate(der).public_key())
+def key_digest(key: PublicKey) -> str:
+    """SHA-256 of a public key's SubjectPublicKeyInfo, hex: how the ledger remembers keys."""
+    return hashlib.sha256(_public_der(key)).hexdigest()
 
 
 def _public_der(key: PublicKey) -> bytes:
@@ -331,13 +332,8 @@ class Authority:
         if _csr_identity(request, f"{kind} CSR") != expected:
             raise CsrIdentityMismatch(f"the {kind} CSR must name {expected}")
         key = check_key(request.public_key())
-        new_key = _public_der(key)
-        for identity in (str(server), str(server.owner)):
-            if any(
-                _public_der(_key_of(old.der)) == new_key
-                for old in self.ledger.certificates_of(identity)
-            ):
-                raise KeyRejected("renewal needs a key never certified before for this server")
+        if self.ledger.key_certified(key_digest(key), (str(server), str(server.owner))):
+            raise KeyRejected("renewal needs a key never certified before for this server")
         return self._issue(
             kind,
             server,
@@ -411,26 +407,33 @@ class Authority:
         cached = self._crl
         if cached is not None and now < cached.until:
             return cached.der
-        builder = (
-            x509.CertificateRevocationListBuilder()
-            .issuer_name(self.issuing.certificate.subject)
-            .last_update(now)
-            .next_update(now + self.policy.crl_validity)
-            .add_extension(x509.CRLNumber(int(now.timestamp() * 1000)), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.issuing.key.public_key()),
-                critical=False,
-            )
+        revoked = [
+            x509.RevokedCertificateBuilder()
+            .serial_number(serial)
+            .revocation_date(revoked_at)
+            .add_extension(x509.CRLReason(REASONS[reason]), critical=False)
+            .build()
+            for serial, revoked_at, reason in self.ledger.revocations(self.issuer_name)
+        ]
+        # All entries at once: adding them one by one copies the list each time.
+        builder = x509.CertificateRevocationListBuilder(
+            issuer_name=self.issuing.certificate.subject,
+            last_update=now,
+            next_update=now + self.policy.crl_validity,
+            extensions=[
+                x509.Extension(
+                    x509.CRLNumber.oid, False, x509.CRLNumber(int(now.timestamp() * 1000))
+                ),
+                x509.Extension(
+                    x509.AuthorityKeyIdentifier.oid,
+                    False,
+                    x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                        self.issuing.key.public_key()
+                    ),
+                ),
+            ],
+            revoked_certificates=revoked,
         )
-        for serial, revoked_at, reason in self.ledger.revocations(self.issuer_name):
-            entry = (
-                x509.RevokedCertificateBuilder()
-                .serial_number(serial)
-                .revocation_date(revoked_at)
-                .add_extension(x509.CRLReason(REASONS[reason]), critical=False)
-                .build()
-            )
-            builder = builder.add_revoked_certificate(entry)
         der = builder.sign(self.issuing.key, _signature_hash(self.issuing.key)).public_bytes(
             serialization.Encoding.DER
         )

@@ -8,12 +8,16 @@ Times are stored as ISO 8601 UTC text; serials as decimal text (they exceed 64 b
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from pki._errors import LedgerError, TokenExpired, TokenUnknown, TokenUsed
 
@@ -36,9 +40,11 @@ CREATE TABLE IF NOT EXISTS certificates (
     der          BLOB NOT NULL,
     renewed_from TEXT,
     revoked_at   TEXT,
-    reason       TEXT
+    reason       TEXT,
+    key_digest   TEXT
 );
 CREATE INDEX IF NOT EXISTS certificates_by_identity ON certificates (identity);
+CREATE INDEX IF NOT EXISTS certificates_by_key ON certificates (key_digest);
 CREATE TABLE IF NOT EXISTS journal (
     sequence  INTEGER PRIMARY KEY AUTOINCREMENT,
     at        TEXT NOT NULL,
@@ -103,6 +109,14 @@ class JournalEntry:
     serial: int | None
     identity: str | None
     detail: dict[str, Any]
+
+
+def _key_digest(der: bytes) -> str:
+    public = x509.load_der_x509_certificate(der).public_key()
+    spki = public.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return hashlib.sha256(spki).hexdigest()
 
 
 def _certificate(row: sqlite3.Row) -> CertificateRecord:
@@ -266,7 +280,7 @@ class CaLedger:
             [
                 (
                     "INSERT INTO certificates (serial, kind, identity, issuer, not_before,"
-                    " not_after, der, renewed_from) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    " not_after, der, renewed_from, key_digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         str(serial),
                         kind,
@@ -276,6 +290,7 @@ class CaLedger:
                         _text(not_after),
                         der,
                         None if renewed_from is None else str(renewed_from),
+                        _key_digest(der),
                     ),
                 ),
                 self._journal(now, actor, action, serial, identity, detail),
@@ -293,6 +308,15 @@ class CaLedger:
         """Every issued certificate, oldest first."""
         for row in self._db.execute("SELECT * FROM certificates ORDER BY rowid"):
             yield _certificate(row)
+
+    def key_certified(self, digest: str, identities: tuple[str, ...]) -> bool:
+        """Whether a key (its :func:`pki.key_digest`) was ever certified for ``identities``."""
+        marks = ", ".join("?" * len(identities))
+        row = self._db.execute(
+            f"SELECT 1 FROM certificates WHERE key_digest = ? AND identity IN ({marks})",  # noqa: S608 - placeholders only
+            (digest, *identities),
+        ).fetchone()
+        return row is not None
 
     def certificates_of(self, identity: str) -> list[CertificateRecord]:
         """Every certificate issued to ``identity`` (a server or member, canonical text)."""

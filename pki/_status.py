@@ -83,6 +83,7 @@ class StatusVerifier:
         self._issuers = list(issuers)
         self.max_age = max_age
         self._seen: dict[bytes, PeerStatus] = {}
+        self._hashes: dict[tuple[int, str], tuple[bytes, bytes]] = {}
 
     @property
     def issuers(self) -> list[x509.Certificate]:
@@ -93,6 +94,7 @@ class StatusVerifier:
         """Trust another set of issuing CAs (root rollover); forget earlier verifications."""
         self._issuers = list(issuers)
         self._seen = {}
+        self._hashes = {}
 
     def verify(self, staple: bytes) -> PeerStatus:
         """Verify a staple's signature and origin (not its age); cached by its bytes.
@@ -166,8 +168,11 @@ class StatusVerifier:
     def _issuer_of(self, response: ocsp.OCSPResponse) -> x509.Certificate:
         algorithm = response.hash_algorithm
         asked = (response.issuer_name_hash, response.issuer_key_hash)
-        for issuer in self._issuers:
-            if issuer_hashes(issuer, algorithm) == asked:
+        for index, issuer in enumerate(self._issuers):
+            known = self._hashes.get((index, algorithm.name))
+            if known is None:
+                known = self._hashes[(index, algorithm.name)] = issuer_hashes(issuer, algorithm)
+            if known == asked:
                 return issuer
         raise StatusInvalid("the stapled OCSP response is about a certificate of an unknown CA")
 
