@@ -597,6 +597,11 @@ def _filesystem(path: Path) -> str:
     return kind
 
 
+def _per_cpu_second(micros: float) -> str:
+    """Responses per CPU-second from CPU µs per response ("n/a" when none was measured)."""
+    return f"{1e6 / micros:,.0f}" if micros > 0 else "n/a"
+
+
 def _report(
     settings: PkiSettings, figures: Figures, crls: list[_Crl], filesystem: str, command: str
 ) -> str:
@@ -674,16 +679,18 @@ def _report(
             lines.append(
                 f"| {label} | {concurrency} | {f.median(*key, 'rate'):,.0f} "
                 f"| {f.median(*key, 'p50'):.2f} | {f.median(*key, 'p99'):.2f} "
-                f"| {f.median(*key, 'ca_cpu'):,.0f} | {1e6 / f.median(*key, 'ca_cpu'):,.0f} "
+                f"| {f.median(*key, 'ca_cpu'):,.0f} | {_per_cpu_second(f.median(*key, 'ca_cpu'))} "
                 f"| {f.median(*key, 'client_cpu'):,.0f} |"
             )
+    # A window too short for the CPU clock's resolution measures no CA time: no ratio then.
     ratios = [
         f.median("http", kind, concurrency, "client_cpu")
         / f.median("http", kind, concurrency, "ca_cpu")
         for concurrency in settings.concurrencies
         for kind in ("cached", "fresh")
+        if f.median("http", kind, concurrency, "ca_cpu") > 0
     ]
-    if min(ratios) > 1:
+    if ratios and min(ratios) > 1:
         lines += [
             "",
             f"The client spent {min(ratios):.1f} to {max(ratios):.1f} times the CA's CPU per "

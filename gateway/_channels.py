@@ -15,7 +15,7 @@ import grpc.aio
 from gateway._errors import ErrorCode, GatewayError
 from gateway._settings import Limits
 from pki import TlsIdentity, tls_server_name
-from proto import MemberId
+from proto import SecurityServerId, SubsystemId
 from registry import GlobalConfiguration
 
 
@@ -69,36 +69,49 @@ _RECONNECT = [
 ]
 
 
-class _MemberRoute:
-    """The channels to one member's registered security servers, tried round-robin, skipping
-    failing ones."""
+# How long an exchange waits for a connection to one of the provider's servers when none is
+# connected (bounded by the caller's deadline).
+CONNECT_WAIT = 5.0
+_READY = grpc.ChannelConnectivity.READY
 
-    __slots__ = ("_channels", "_turn")
 
-    def __init__(self, channels: list[grpc.aio.Channel]) -> None:
-        self._channels = channels
-        self._turn: Iterator[int] = itertools.cycle(range(len(channels)))
+class _Endpoint:
+    """One address of one registered security server, and the channel to it."""
 
-    def pick(self) -> grpc.aio.Channel:
-        failing = grpc.ChannelConnectivity.TRANSIENT_FAILURE
+    __slots__ = ("address", "channel", "server")
+
+    def __init__(self, server: SecurityServerId, address: str, channel: grpc.aio.Channel) -> None:
+        self.server = server
+        self.address = address
+        self.channel = channel
+
+
+class _Route:
+    """The endpoints of the security servers that serve one subsystem, taken in turn."""
+
+    __slots__ = ("_turn", "endpoints")
+
+    def __init__(self, endpoints: list[_Endpoint]) -> None:
+        self.endpoints = endpoints
+        self._turn: Iterator[int] = itertools.cycle(range(len(endpoints)))
+
+    def order(self) -> list[_Endpoint]:
+        """Every endpoint, starting with the next in turn."""
         first = next(self._turn)
-        for offset in range(len(self._channels)):
-            channel = self._channels[(first + offset) % len(self._channels)]
-            if channel.get_state() is not failing:
-                return channel
-        # Every server is failing: try one anyway, so the caller gets a prompt, precise error.
-        return self._channels[first]
-
-    async def close(self, grace: float | None = None) -> None:
-        await asyncio.gather(*(channel.close(grace) for channel in self._channels))
+        return self.endpoints[first:] + self.endpoints[:first]
 
 
 class PeerChannels:
-    """mTLS channels to other members' security servers, keyed by member, created on first use.
+    """mTLS channels to other members' security servers, created on first use and kept while
+    the global configuration keeps the server at that address.
 
     Each channel goes to one registered server's address and expects the TLS name that only that
     server's authentication certificate carries (:func:`pki.tls_server_name`): a peer holding any
     other certificate — another member's, an unregistered server's — fails the handshake.
+
+    Exchanges for a subsystem served by several security servers are spread over them in turn;
+    a server whose connection is down is skipped, and when none is connected the exchange waits
+    (at most :data:`CONNECT_WAIT` seconds, within its deadline) for the first to connect.
     """
 
     def __init__(
@@ -107,8 +120,15 @@ class PeerChannels:
         self._configuration = configuration
         self._credentials = _credentials(identity)
         self._options = [*channel_options(limits), *_RECONNECT]
-        self._routes: dict[MemberId, _MemberRoute] = {}
+        self._routes: dict[SubsystemId, _Route] = {}
+        self._endpoints: dict[tuple[SecurityServerId, str], _Endpoint] = {}
         self._retiring: set[asyncio.Task[None]] = set()
+
+    def _retire(self, endpoints: list[_Endpoint], grace: float) -> None:
+        for endpoint in endpoints:
+            closing = asyncio.create_task(endpoint.channel.close(grace))
+            self._retiring.add(closing)
+            closing.add_done_callback(self._retiring.discard)
 
     def replace_identity(self, identity: TlsIdentity, grace: float = 60.0) -> None:
         """Use ``identity`` (a renewed certificate, new trust anchors) for every new exchange.
@@ -117,48 +137,94 @@ class PeerChannels:
         their calls in flight have finished (at most ``grace`` seconds later).
         """
         self._credentials = _credentials(identity)
-        routes, self._routes = self._routes, {}
-        for route in routes.values():
-            closing = asyncio.create_task(route.close(grace))
-            self._retiring.add(closing)
-            closing.add_done_callback(self._retiring.discard)
+        endpoints, self._endpoints, self._routes = self._endpoints, {}, {}
+        self._retire(list(endpoints.values()), grace)
 
-    def channel(self, member: MemberId) -> grpc.aio.Channel:
-        """A channel to one of ``member``'s security servers.
+    def replace_configuration(
+        self, configuration: GlobalConfiguration, grace: float = 60.0
+    ) -> None:
+        """Route new exchanges by ``configuration``: channels to servers (or addresses) it no
+        longer lists close once their calls in flight have finished."""
+        self._configuration = configuration
+        self._routes = {}
+        gone = [
+            key
+            for key in self._endpoints
+            if key[1] not in getattr(configuration.security_servers.get(key[0]), "addresses", ())
+        ]
+        self._retire([self._endpoints.pop(key) for key in gone], grace)
+
+    async def channel(self, provider: SubsystemId, time_left: float | None) -> grpc.aio.Channel:
+        """A channel to a security server that serves ``provider``: a connected one in turn,
+        else the first to connect within ``time_left`` (and :data:`CONNECT_WAIT`) seconds.
 
         Raises:
-            GatewayError: ``provider_unavailable`` when the member has no registered server.
+            GatewayError: ``provider_unavailable`` when no server is registered for the
+                provider, or none connects in time.
         """
-        route = self._routes.get(member)
+        route = self._routes.get(provider)
         if route is None:
-            route = self._routes[member] = self._open(member)
-        return route.pick()
+            route = self._routes[provider] = self._open(provider)
+        candidates = route.order()
+        chosen = None
+        for endpoint in candidates:
+            state = endpoint.channel.get_state(try_to_connect=True)
+            if state is _READY and chosen is None:
+                chosen = endpoint.channel
+        if chosen is not None:
+            return chosen
+        wait = CONNECT_WAIT if time_left is None else max(0.0, min(CONNECT_WAIT, time_left))
+        waiting = {
+            asyncio.ensure_future(endpoint.channel.channel_ready()): endpoint
+            for endpoint in candidates
+        }
+        try:
+            done, _ = await asyncio.wait(waiting, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for future in waiting:
+                future.cancel()
+        for future in done:
+            if not future.cancelled() and future.exception() is None:
+                return waiting[future].channel
+        servers = ", ".join(sorted({str(e.server) for e in candidates}))
+        raise GatewayError(
+            ErrorCode.PROVIDER_UNAVAILABLE,
+            f"no security server of {provider} could be connected to within {wait:.1f} s"
+            f" ({servers})",
+        )
 
-    def _open(self, member: MemberId) -> _MemberRoute:
-        servers = self._configuration.servers_of(member)
+    def _open(self, provider: SubsystemId) -> _Route:
+        servers = self._configuration.servers_for(provider)
         if not servers:
             raise GatewayError(
-                ErrorCode.PROVIDER_UNAVAILABLE, f"member {member} has no registered security server"
+                ErrorCode.PROVIDER_UNAVAILABLE,
+                f"no security server is registered for {provider}",
+                "pintu-provider",
             )
-        return _MemberRoute(
-            [
-                grpc.aio.secure_channel(
-                    server.address,
-                    self._credentials,
-                    options=[
-                        *self._options,
-                        ("grpc.ssl_target_name_override", tls_server_name(server.id)),
-                    ],
-                )
-                for server in servers
-            ]
-        )
+        endpoints = []
+        for server in servers:
+            for address in server.addresses:
+                endpoint = self._endpoints.get((server.id, address))
+                if endpoint is None:
+                    endpoint = self._endpoints[(server.id, address)] = _Endpoint(
+                        server.id,
+                        address,
+                        grpc.aio.secure_channel(
+                            address,
+                            self._credentials,
+                            options=[
+                                *self._options,
+                                ("grpc.ssl_target_name_override", tls_server_name(server.id)),
+                            ],
+                        ),
+                    )
+                endpoints.append(endpoint)
+        return _Route(endpoints)
 
     async def close(self) -> None:
         """Close every channel (in-flight calls on them fail)."""
-        routes, self._routes = self._routes, {}
-        for route in routes.values():
-            await route.close()
+        endpoints, self._endpoints, self._routes = self._endpoints, {}, {}
+        await asyncio.gather(*(endpoint.channel.close(None) for endpoint in endpoints.values()))
         for closing in list(self._retiring):
             closing.cancel()
 

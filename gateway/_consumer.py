@@ -25,6 +25,7 @@ from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from gateway._channels import PeerChannels
+from gateway._configuration import CurrentConfiguration
 from gateway._errors import (
     ERROR_CODE_KEY,
     ERROR_DETAIL_KEY,
@@ -110,11 +111,13 @@ class ConsumerSide:
     def __init__(
         self,
         settings: GatewaySettings,
+        configuration: CurrentConfiguration,
         peers: PeerChannels,
         keeper: CertificateKeeper,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
+        self._configuration = configuration
         self._peers = peers
         self._keeper = keeper
         self._clock = clock
@@ -151,14 +154,15 @@ class ConsumerSide:
                 )
             request = read_agency_metadata(metadata)
             self._authorize(request, over_tls, context)
-            if not self._settings.global_configuration.has_subsystem(request.provider):
+            conf = self._configuration.usable(self._clock())
+            if not conf.has_subsystem(request.provider):
                 raise GatewayError(
                     ErrorCode.PROVIDER_UNKNOWN,
                     f"{request.provider} is not a registered subsystem",
                     "pintu-provider",
                 )
-            channel = self._peers.channel(request.provider.member)
             staple = own_staple(self._keeper)
+            channel = await self._peers.channel(request.provider, context.time_remaining())
             header = self._header(message_id, method, request, staple)
             outgoing = (*request.passthrough, (EXCHANGE_HEADER_KEY, header))
             stream = RequestStream(requests, self._limit)

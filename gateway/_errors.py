@@ -95,6 +95,12 @@ class ErrorCode(enum.Enum):
         _S.NOT_FOUND,
         "The subsystem named in pintu-provider is not registered.",
     )
+    CONFIGURATION_EXPIRED = (
+        "configuration_expired",
+        _S.UNAVAILABLE,
+        "The security server's copy of the global configuration has expired and the registry "
+        "has not provided a newer one.",
+    )
     PROVIDER_UNAVAILABLE = (
         "provider_unavailable",
         _S.UNAVAILABLE,
@@ -141,6 +147,11 @@ class ErrorCode(enum.Enum):
         "peer_unknown",
         _S.PERMISSION_DENIED,
         "The TLS peer's security server is not registered.",
+    )
+    PEER_CERTIFICATE_UNREGISTERED = (
+        "peer_certificate_unregistered",
+        _S.PERMISSION_DENIED,
+        "The TLS peer presented a certificate that is not registered for its security server.",
     )
     CLIENT_UNKNOWN = (
         "client_unknown",

@@ -18,15 +18,18 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import functools
+import hashlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
 import grpc.aio
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from google.protobuf.message import DecodeError
 
 from gateway._channels import BackendChannels
+from gateway._configuration import CurrentConfiguration
 from gateway._errors import ErrorCode, GatewayError, Origin, refusal_trailers, status_refusal
 from gateway._events import LOGGER, log_refusal
 from gateway._metadata import (
@@ -42,6 +45,7 @@ from gateway._metadata import (
     passthrough,
     response_passthrough,
 )
+from gateway._metaservices import LIST_ALLOWED_SERVICES, service_info
 from gateway._relay import CallerGone, RequestStream, own_staple, relay
 from gateway._settings import GatewaySettings, LocalService
 from pki import CertificateIdentityError, CertificateKeeper, StatusRefused, identity_from_uris
@@ -54,7 +58,8 @@ from proto import (
     parse_reference,
     parse_subject,
 )
-from proto.pintu.v1 import exchange_pb2
+from proto.pintu.v1 import exchange_pb2, metaservices_pb2
+from registry import GlobalConfiguration, Service
 
 _MESSAGE_ID_LENGTH = 32
 _SERIAL_CACHE = 4096
@@ -77,16 +82,17 @@ class ProviderSide:
     def __init__(
         self,
         settings: GatewaySettings,
+        configuration: CurrentConfiguration,
         backends: BackendChannels,
         keeper: CertificateKeeper,
         clock: Callable[[], float],
     ) -> None:
         self._keeper = keeper
         self._clock = clock
-        # The peer certificates seen, by their PEM: their serial numbers.
-        self._serials: dict[bytes, int] = {}
+        # The peer certificates seen, by their PEM: their serial numbers and SHA-256.
+        self._seen: dict[bytes, tuple[int, bytes]] = {}
         self._settings = settings
-        self._configuration = settings.global_configuration
+        self._configuration = configuration
         self._backends = backends
         self._limit = settings.limits.max_message_bytes
         self._services: dict[tuple[SubsystemId, str], LocalService] = {
@@ -94,14 +100,6 @@ class ProviderSide:
             for service, local in settings.services.items()
         }
         self._served = {service.provider for service in settings.services}
-        # The full method paths registered for each provided service.
-        self._methods = {
-            service: frozenset(
-                f"/{service.service_name}/{name}"
-                for name in self._configuration.services[service].methods
-            )
-            for service in settings.services
-        }
 
     def handler(self, method: str, metadata: Metadata) -> grpc.RpcMethodHandler[Any, Any]:
         """The handler for one incoming call."""
@@ -118,7 +116,8 @@ class ProviderSide:
     ) -> None:
         seen = _Exchange()
         try:
-            peer, serial = self._authenticate(context)
+            conf = self._configuration.usable(self._clock())
+            peer, serial = self._authenticate(context, conf)
             seen.peer = str(peer)
             header = self._read_header(metadata, method, peer)
             seen.message_id = header.message_id
@@ -130,7 +129,7 @@ class ProviderSide:
                     f"security server {peer} is not a server of {client.member}",
                     "pintu-client",
                 )
-            if not self._configuration.has_subsystem(client):
+            if not conf.has_subsystem(client):
                 raise GatewayError(
                     ErrorCode.CLIENT_UNKNOWN,
                     f"{client} is not a registered subsystem",
@@ -144,7 +143,10 @@ class ProviderSide:
                 )
             except StatusRefused as error:
                 raise status_refusal(error) from None
-            service = self._service(header, method)
+            if method == LIST_ALLOWED_SERVICES:
+                await self._list_allowed(conf, header, requests, context)
+                return
+            service = self._service(conf, header, method)
             await self._forward(service, header, metadata, requests, context)
         except GatewayError as error:
             self._refuse(context, error, method, seen)
@@ -158,7 +160,7 @@ class ProviderSide:
             self._refuse(context, internal, method, seen)
 
     def _authenticate(
-        self, context: grpc.aio.ServicerContext[Any, Any]
+        self, context: grpc.aio.ServicerContext[Any, Any], conf: GlobalConfiguration
     ) -> tuple[SecurityServerId, int]:
         auth = context.auth_context()
         if auth.get("ssl_tls_version") != [b"TLSv1.3"]:
@@ -173,11 +175,18 @@ class ProviderSide:
                 ErrorCode.PEER_NOT_AUTHENTICATED,
                 f"the peer certificate names {identity}, not a security server",
             )
-        if identity not in self._configuration.security_servers:
+        registered = conf.security_servers.get(identity)
+        if registered is None:
             raise GatewayError(
                 ErrorCode.PEER_UNKNOWN, f"security server {identity} is not registered"
             )
-        serial = self._serial(next(iter(auth.get("x509_pem_cert", ())), b""))
+        serial, fingerprint = self._certificate(next(iter(auth.get("x509_pem_cert", ())), b""))
+        if fingerprint not in registered.certificates:
+            raise GatewayError(
+                ErrorCode.PEER_CERTIFICATE_UNREGISTERED,
+                f"certificate {serial} (SHA-256 {fingerprint.hex()[:16]}...) is not registered"
+                f" for {identity}",
+            )
         if serial in self._keeper.revoked:
             raise GatewayError(
                 ErrorCode.PEER_CERTIFICATE_REVOKED,
@@ -185,19 +194,24 @@ class ProviderSide:
             )
         return identity, serial
 
-    def _serial(self, pem: bytes) -> int:
-        serial = self._serials.get(pem)
-        if serial is None:
+    def _certificate(self, pem: bytes) -> tuple[int, bytes]:
+        """The serial number and SHA-256 (of the DER) of a peer certificate."""
+        known = self._seen.get(pem)
+        if known is None:
             try:
-                serial = x509.load_pem_x509_certificate(pem).serial_number
+                certificate = x509.load_pem_x509_certificate(pem)
             except ValueError:
                 raise GatewayError(
                     ErrorCode.PEER_NOT_AUTHENTICATED, "the peer certificate is unreadable"
                 ) from None
-            if len(self._serials) >= _SERIAL_CACHE:
-                self._serials.clear()
-            self._serials[pem] = serial
-        return serial
+            known = (
+                certificate.serial_number,
+                hashlib.sha256(certificate.public_bytes(serialization.Encoding.DER)).digest(),
+            )
+            if len(self._seen) >= _SERIAL_CACHE:
+                self._seen.clear()
+            self._seen[pem] = known
+        return known
 
     def _read_header(
         self, metadata: Metadata, method: str, peer: SecurityServerId
@@ -247,7 +261,9 @@ class ProviderSide:
         if header.issue:
             parse_reference("issue", header.issue)
 
-    def _service(self, header: exchange_pb2.ExchangeHeader, method: str) -> LocalService:
+    def _service(
+        self, conf: GlobalConfiguration, header: exchange_pb2.ExchangeHeader, method: str
+    ) -> LocalService:
         provider = SubsystemId.from_proto(header.provider)
         if provider not in self._served:
             raise GatewayError(
@@ -266,13 +282,62 @@ class ProviderSide:
                 f"{provider} offers no service {service_name} here",
                 "method",
             )
-        if method not in self._methods[service.id]:
+        registered = conf.services.get(service.id)
+        if registered is None:
             raise GatewayError(
-                ErrorCode.METHOD_UNKNOWN,
-                f"{service.id} has no registered method {method.rsplit('/', 1)[-1]}",
-                "method",
+                ErrorCode.SERVICE_UNKNOWN, f"{service.id} is no longer registered", "method"
+            )
+        name = method.rsplit("/", 1)[-1]
+        if name not in registered.methods:
+            raise GatewayError(
+                ErrorCode.METHOD_UNKNOWN, f"{service.id} has no registered method {name}", "method"
             )
         return service
+
+    def allowed_services(self, conf: GlobalConfiguration, client: SubsystemId) -> list[Service]:
+        """The services offered here that ``client`` (a registered subsystem) may call: those
+        both registered and configured here, which every registered subsystem may call."""
+        return [
+            service
+            for service in (conf.services.get(local) for local in self._settings.services)
+            if service is not None
+        ]
+
+    async def _list_allowed(
+        self,
+        conf: GlobalConfiguration,
+        header: exchange_pb2.ExchangeHeader,
+        requests: AsyncIterator[bytes],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> None:
+        """``ListAllowedServices``, answered here: the provider's security server knows what it
+        lets the client call."""
+        provider = SubsystemId.from_proto(header.provider)
+        if provider not in self._served:
+            raise GatewayError(
+                ErrorCode.PROVIDER_NOT_SERVED,
+                f"security server {self._settings.server} does not serve {provider}",
+                "pintu-provider",
+            )
+        staple = own_staple(self._keeper)
+        async for raw in requests:
+            try:
+                metaservices_pb2.ListAllowedServicesRequest.FromString(raw)
+            except DecodeError:
+                raise GatewayError(
+                    ErrorCode.REQUEST_INVALID, "the request is not a valid message", "request"
+                ) from None
+        client = SubsystemId.from_proto(header.client)
+        answer = metaservices_pb2.ListServicesResponse(
+            services=[
+                service_info(service)
+                for service in self.allowed_services(conf, client)
+                if service.id.provider == provider
+            ]
+        )
+        await context.send_initial_metadata(((OCSP_KEY, staple),))
+        await context.write(answer.SerializeToString())
+        context.set_trailing_metadata(((MESSAGE_ID_KEY, header.message_id),))
 
     async def _forward(
         self,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import functools
+import hashlib
 import socket
 import time
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import grpc.aio
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from gateway._channels import (
     BackendChannels,
@@ -21,6 +23,7 @@ from gateway._channels import (
     agency_server_options,
     channel_options,
 )
+from gateway._configuration import CurrentConfiguration
 from gateway._consumer import ConsumerSide
 from gateway._errors import SettingsError
 from gateway._events import LOGGER
@@ -29,6 +32,7 @@ from gateway._provider import ProviderSide
 from gateway._settings import GatewaySettings
 from monitoring import GatewayMetrics, MetricsServer, serve_metrics
 from pki import CertificateKeeper, Credential, TlsIdentity
+from registry import ConfigurationClient, GlobalConfiguration, RegistryClient
 
 if TYPE_CHECKING:
     _GenericHandler = grpc.GenericRpcHandler[Any, Any]
@@ -48,12 +52,11 @@ class _AgencyHandler(_GenericHandler):
         self, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler[Any, Any]:
         method = handler_call_details.method
-        local = self._metaservices.handler(method)
+        metadata = handler_call_details.invocation_metadata
+        local = self._metaservices.handler(method, metadata)
         if local is not None:
             return local
-        return self._consumer.handler(
-            method, handler_call_details.invocation_metadata, self._over_tls
-        )
+        return self._consumer.handler(method, metadata, self._over_tls)
 
 
 class _PeerHandler(_GenericHandler):
@@ -70,6 +73,8 @@ class _PeerHandler(_GenericHandler):
         )
 
 
+# How long a renewal waits for the registry to distribute the renewed certificate.
+REGISTRATION_WAIT = 60.0
 # How often a listener's health is checked (see SecurityServer).
 SUPERVISION_INTERVAL = 0.1
 # Servers sharing each listening address (SO_REUSEPORT): while one is being replaced, the
@@ -194,6 +199,7 @@ class SecurityServer:
         self._backends: BackendChannels | None = None
         self.keeper: CertificateKeeper | None = None
         self._metrics: MetricsServer | None = None
+        self._source_started = False
         self.restarts = 0
 
     @property
@@ -214,34 +220,47 @@ class SecurityServer:
         """
         settings = self.settings
         limits = settings.limits
+        source = settings.registry
+        current = CurrentConfiguration(source)
         keeper = self.keeper = CertificateKeeper(
             settings.pki,
             Credential.of(settings.peer_tls),
             x509.load_pem_x509_certificates(settings.peer_tls.trust_anchors),
             clock=lambda: dt.datetime.fromtimestamp(self._clock(), dt.UTC),
+            before_switch=self._register_renewed
+            if isinstance(source, ConfigurationClient)
+            else None,
         )
         await keeper.start()
-        peers = self._peers = PeerChannels(settings.global_configuration, keeper.identity, limits)
+        await source.start()
+        self._source_started = True
+        peers = self._peers = PeerChannels(current.configuration, keeper.identity, limits)
 
         async def renewed(identity: TlsIdentity) -> None:
             peers.replace_identity(identity)
 
+        async def reconfigured(configuration: GlobalConfiguration) -> None:
+            peers.replace_configuration(configuration)
+
         keeper.subscribe(renewed)
+        current.subscribe(reconfigured)
         if settings.metrics_address is not None:
             try:
                 self._metrics = serve_metrics(
-                    settings.metrics_address, GatewayMetrics(lambda: self.keeper).registry
+                    settings.metrics_address,
+                    GatewayMetrics(lambda: self.keeper, lambda: source).registry,
                 )
             except OSError as error:
                 await keeper.stop()
+                await source.stop()
                 raise SettingsError(
                     "metrics.listen", f"cannot listen on {settings.metrics_address}: {error}"
                 ) from None
         self._backends = BackendChannels(
             {service.backend for service in settings.services.values()}, limits
         )
-        consumer = ConsumerSide(settings, self._peers, keeper, self._clock)
-        metaservices = Metaservices(settings.global_configuration)
+        consumer = ConsumerSide(settings, current, self._peers, keeper, self._clock)
+        metaservices = Metaservices(current)
         for configured in settings.agency_listeners:
             self._listeners.append(
                 _Listener(
@@ -259,7 +278,7 @@ class SecurityServer:
                 "peer.listen",
                 settings.peer_address,
                 functools.partial(_keeper_credentials, keeper),
-                _PeerHandler(ProviderSide(settings, self._backends, keeper, self._clock)),
+                _PeerHandler(ProviderSide(settings, current, self._backends, keeper, self._clock)),
                 channel_options(limits),
             )
         )
@@ -281,6 +300,24 @@ class SecurityServer:
             for listener in self._listeners
             for index in range(REPLICAS)
         ]
+
+    async def _register_renewed(self, current: TlsIdentity, renewed: TlsIdentity) -> None:
+        """Before a renewed certificate is presented: register it (keeping the current one),
+        wait until the registry distributes it, then until peers have had time to poll."""
+        source = self.settings.registry
+        assert isinstance(source, ConfigurationClient)
+        previous = hashlib.sha256(
+            x509.load_pem_x509_certificate(current.certificate_chain).public_bytes(
+                serialization.Encoding.DER
+            )
+        ).digest()
+        version = await RegistryClient(source.anchor.registry, renewed).register_certificate(
+            previous
+        )
+        async with asyncio.timeout(REGISTRATION_WAIT):
+            await source.catch_up(version)
+        await asyncio.sleep(self.settings.certificate_propagation_seconds)
+        LOGGER.info("the renewed certificate is registered (version %d) and distributed", version)
 
     async def _supervise(self, listener: _Listener, index: int) -> None:
         while True:
@@ -335,6 +372,9 @@ class SecurityServer:
         if self.keeper is not None:
             await self.keeper.stop()
             self.keeper = None
+        if self._source_started:
+            self._source_started = False
+            await self.settings.registry.stop()
         if self._metrics is not None:
             self._metrics.stop()
             self._metrics = None

@@ -9,7 +9,7 @@ from types import MappingProxyType
 from gateway._errors import SettingsError
 from pki import CertificateIdentityError, KeeperSettings, TlsIdentity, certificate_identity
 from proto import SecurityServerId, ServiceId, SubsystemId
-from registry import GlobalConfiguration
+from registry import ConfigurationSource, GlobalConfiguration
 
 MIB = 1024 * 1024
 DEFAULT_MAX_MESSAGE_BYTES = 64 * MIB
@@ -88,15 +88,27 @@ class GatewaySettings:
     peer_address: str
     peer_tls: TlsIdentity
     agency_listeners: tuple[AgencyListener, ...]
-    global_configuration: GlobalConfiguration
+    # Where the global configuration comes from: the registry, through a
+    # registry.ConfigurationClient (or a fixed one, registry.StaticConfiguration).
+    registry: ConfigurationSource
     pki: KeeperSettings
     clients: Mapping[SubsystemId, LocalClient] = field(default_factory=dict)
     services: Mapping[ServiceId, LocalService] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
     # Where Prometheus scrapes this server's metrics (host:port), or None for no endpoint.
     metrics_address: str | None = None
+    # With the registry as source: after a renewed certificate is registered and distributed,
+    # how long to wait before presenting it, so that every peer has polled the registry since.
+    certificate_propagation_seconds: float = 0.0
+
+    @property
+    def global_configuration(self) -> GlobalConfiguration:
+        """The global configuration in use now."""
+        return self.registry.configuration
 
     def __post_init__(self) -> None:
+        # Checked against the configuration at start-up; later versions may drop what is
+        # configured here, and the exchange path refuses it then (client_unknown, ...).
         conf = self.global_configuration
         owner = self.server.owner
         if self.server not in conf.security_servers:
@@ -111,6 +123,8 @@ class GatewaySettings:
             raise SettingsError(
                 "pki", f"keeps the certificate of {self.pki.server}, not {self.server}"
             )
+        if not 0 <= self.certificate_propagation_seconds <= 3600:
+            raise SettingsError("registry.propagation_seconds", "must be between 0 and 3600")
         if not self.agency_listeners:
             raise SettingsError("agency", "at least one listener is required")
         over_tls = any(listener.tls is not None for listener in self.agency_listeners)

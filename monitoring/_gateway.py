@@ -10,14 +10,23 @@ metric                                       type    meaning
                                                      (+Inf before the first one)
 ``pintu_ocsp_staple_max_age_seconds``        gauge   the age at which peers refuse the staple
 ``pintu_crl_revoked_certificates``           gauge   revoked serials known from the CRLs
+``pintu_global_configuration_version``       gauge   version of the global configuration in use
+``pintu_global_configuration_expiry_seconds`` gauge  seconds until it expires (negative once it
+                                                     has: every exchange is then refused)
+``pintu_global_configuration_age_seconds``   gauge   seconds since it was built by the registry
+``pintu_global_configuration_fetch_failures`` gauge  consecutive failed attempts to reach the
+                                                     registry (0 after a success)
 ===========================================  ======  ==============================================
 
 Alert when the staple age passes half the maximum age: the security server cannot reach the
-OCSP responder and will be refused by its peers once the maximum age is reached.
+OCSP responder and will be refused by its peers once the maximum age is reached. Alert likewise
+when the configuration's expiry falls below half its validity: the registry has not been reached
+for that long, and exchanges stop at expiry.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry
@@ -25,6 +34,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from pki import CertificateKeeper
+from registry import ConfigurationSource
 
 
 class _KeeperCollector(Collector):
@@ -64,9 +74,54 @@ class _KeeperCollector(Collector):
         )
 
 
+class _ConfigurationCollector(Collector):
+    """Reads the global configuration's source at scrape time."""
+
+    def __init__(
+        self,
+        source: Callable[[], ConfigurationSource | None],
+        clock: Callable[[], dt.datetime],
+    ) -> None:
+        self._source = source
+        self._clock = clock
+
+    def collect(self) -> Iterator[Metric]:
+        source = self._source()
+        if source is None:
+            return
+        configuration = source.configuration
+        yield GaugeMetricFamily(
+            "pintu_global_configuration_version",
+            "Version of the global configuration the security server uses.",
+            value=configuration.version,
+        )
+        yield GaugeMetricFamily(
+            "pintu_global_configuration_expiry_seconds",
+            "Seconds until the global configuration in use expires (exchanges stop then).",
+            value=source.seconds_to_expiry(),
+        )
+        built_at = configuration.built_at
+        yield GaugeMetricFamily(
+            "pintu_global_configuration_age_seconds",
+            "Seconds since the registry built the global configuration in use.",
+            value=(self._clock() - built_at).total_seconds() if built_at else 0.0,
+        )
+        yield GaugeMetricFamily(
+            "pintu_global_configuration_fetch_failures",
+            "Consecutive failed attempts to get the global configuration from the registry.",
+            value=source.failures,
+        )
+
+
 class GatewayMetrics:
     """The registry of one security server's metrics."""
 
-    def __init__(self, keeper: Callable[[], CertificateKeeper | None]) -> None:
+    def __init__(
+        self,
+        keeper: Callable[[], CertificateKeeper | None],
+        configuration: Callable[[], ConfigurationSource | None] = lambda: None,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
         self.registry = CollectorRegistry()
         self.registry.register(_KeeperCollector(keeper))
+        self.registry.register(_ConfigurationCollector(configuration, clock))

@@ -3,7 +3,13 @@
 ::
 
     server = "DEMO/GOV/POPREG/ss1"                   # this security server
-    global_configuration = "global-configuration.json"
+
+    [registry]                                       # where the global configuration comes from
+    anchor = "anchor.json"                           # from the federation operator, out of band
+    cache = "global-configuration.pb"                # last good signed copy (default shown)
+    poll_seconds = 30                                # how often the registry is asked
+    propagation_seconds = 70                         # wait before presenting a renewed
+                                                     # certificate (default: 2 polls + 10 s)
 
     [peer]                                           # mTLS listener for other security servers
     listen = "127.0.0.1:7103"
@@ -70,14 +76,15 @@ from pki import (
     load_private_key,
 )
 from proto import IdentifierError, SecurityServerId, ServiceId, SubsystemId
-from registry import GlobalConfiguration, RegistryError, parse_address
+from registry import Anchor, ConfigurationClient, RegistryError, parse_address
 
 T = TypeVar("T")
+DEFAULT_CACHE = "global-configuration.pb"
 
 _KNOWN = {
     "": {
         "server",
-        "global_configuration",
+        "registry",
         "peer",
         "agency",
         "pki",
@@ -87,6 +94,7 @@ _KNOWN = {
         "services",
     },
     "metrics": {"listen"},
+    "registry": {"anchor", "cache", "poll_seconds", "propagation_seconds"},
     "pki": {
         "ca",
         "ocsp_max_age_seconds",
@@ -194,10 +202,24 @@ def load_gateway_settings(path: Path) -> GatewaySettings:
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
     root = _Reader(path, document, "", "")
     server = root.parsed("server", SecurityServerId.parse)
+    registry = _Reader(path, root.table_at("registry"), "registry", "registry")
     try:
-        configuration = GlobalConfiguration.load(root.path("global_configuration"))
+        anchor = Anchor.load(registry.path("anchor"))
     except RegistryError as error:
-        raise root.error("global_configuration", str(error)) from None
+        raise registry.error("anchor", str(error)) from None
+    poll = registry.get("poll_seconds", float, 30.0)
+    if not 0.1 <= poll <= 3600:
+        raise registry.error("poll_seconds", "must be between 0.1 and 3600")
+    propagation = registry.get("propagation_seconds", float, 2 * poll + 10)
+    source = ConfigurationClient(
+        anchor,
+        registry.path("cache") if "cache" in registry.table else path.parent / DEFAULT_CACHE,
+        poll=dt.timedelta(seconds=poll),
+    )
+    try:
+        source.bootstrap()
+    except RegistryError as error:
+        raise registry.error("anchor", f"no global configuration could be had: {error}") from None
 
     peer = _Reader(path, root.table_at("peer"), "peer", "peer")
     agency = _Reader(path, root.table_at("agency"), "agency", "agency")
@@ -281,7 +303,8 @@ def load_gateway_settings(path: Path) -> GatewaySettings:
             peer_address=peer_address,
             peer_tls=peer_tls,
             agency_listeners=tuple(listeners),
-            global_configuration=configuration,
+            registry=source,
+            certificate_propagation_seconds=propagation,
             clients=clients,
             services=services,
             limits=limits,

@@ -177,7 +177,7 @@ class LocalFederation:
                 for a in self._agencies
             ],
             [
-                SecurityServer(a.member.server(SERVER_CODE), f"127.0.0.1:{ports[a.key].peer}")
+                SecurityServer(a.member.server(SERVER_CODE), (f"127.0.0.1:{ports[a.key].peer}",))
                 for a in self._agencies
             ],
             [

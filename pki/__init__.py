@@ -15,6 +15,7 @@ Identities are URI SANs parsed by :mod:`proto`'s one identifier parser.
 from pki._authority import (
     AUTHENTICATION,
     REASONS,
+    REGISTRY_TLS_NAME,
     SIGNING,
     Authority,
     IssuancePolicy,
@@ -23,7 +24,13 @@ from pki._authority import (
     check_key,
     issuer_hashes,
 )
-from pki._ca import DOCUMENT_SIGNING, CertificateAuthority, PublicKey, RevocationUrls
+from pki._ca import (
+    CONFIGURATION_SIGNING,
+    DOCUMENT_SIGNING,
+    CertificateAuthority,
+    PublicKey,
+    RevocationUrls,
+)
 from pki._client import (
     SERVICE_TLS_NAME,
     CaClient,
@@ -47,6 +54,7 @@ from pki._errors import (
     OcspIssuerUnknown,
     OcspRequestInvalid,
     PkiError,
+    RenewalNotAnnounced,
     RenewalRefused,
     StatusInvalid,
     StatusMissing,
@@ -90,9 +98,11 @@ from pki._status import DEFAULT_MAX_AGE, PeerStatus, RevokedSerials, StatusVerif
 
 __all__ = [
     "AUTHENTICATION",
+    "CONFIGURATION_SIGNING",
     "DEFAULT_MAX_AGE",
     "DOCUMENT_SIGNING",
     "REASONS",
+    "REGISTRY_TLS_NAME",
     "SERVICE_TLS_NAME",
     "SIGNING",
     "TLS_NAME_SUFFIX",
@@ -133,6 +143,7 @@ __all__ = [
     "PkiError",
     "PrivateKey",
     "PublicKey",
+    "RenewalNotAnnounced",
     "RenewalRefused",
     "RevocationUrls",
     "RevokedSerials",

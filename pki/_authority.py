@@ -32,8 +32,10 @@ from pki._errors import (
 from pki._identity import certificate_identity
 from pki._keys import PrivateKey
 from pki._ledger import CaLedger, CertificateRecord
-from proto import IdentifierError, SecurityServerId, SubsystemId
+from proto import IdentifierError, OperatorId, RegistryId, SecurityServerId, SubsystemId
 
+# The TLS name the registry's certificate carries and its clients expect.
+REGISTRY_TLS_NAME = "registry.pintu.invalid"
 AUTHENTICATION = "authentication"
 SIGNING = "signing"
 
@@ -377,6 +379,97 @@ class Authority:
             not_after=certificate.not_valid_after_utc,
             der=certificate.public_bytes(serialization.Encoding.DER),
             action="issue",
+            actor=actor,
+            now=now,
+        )
+        return IssuedCertificate(certificate, self.chain)
+
+    def certify(
+        self,
+        profile: str,
+        subject: str,
+        csr: bytes,
+        *,
+        names: tuple[str, ...] = (),
+        actor: str,
+        now: dt.datetime,
+        lifetime: dt.timedelta,
+    ) -> IssuedCertificate:
+        """Certify an operator-presented CSR (proof of possession and key policy checked) with
+        one of the profiles tokens do not cover:
+
+        ``configuration-signing``  the registry's snapshot signer; ``subject`` is the instance
+        ``operator``               a registry operator; ``subject`` is the operator's name
+        ``service``                a federation service's TLS certificate for ``names``
+                                   (``subject`` labels it)
+        ``registry``               the registry's TLS certificate: ``names`` and the name
+                                   ``registry.pintu.invalid`` its clients expect
+        ``listener``, ``client``   as :meth:`issue_agency_certificate`; ``subject`` is a server
+                                   or a subsystem
+
+        Raises:
+            EnrollmentRefused: a bad CSR or key; IssuanceRefused: unknown profile or names.
+        """
+        request = _csr(csr, "CSR")
+        key = check_key(request.public_key())
+        try:
+            if profile == "configuration-signing":
+                identity = str(RegistryId(subject))
+                certificate = self.issuing.issue_configuration_signing_certificate(
+                    RegistryId(subject), key, now=now, lifetime=lifetime
+                )
+            elif profile == "operator":
+                identity = str(OperatorId(subject))
+                certificate = self.issuing.issue_operator_certificate(
+                    OperatorId(subject), key, now=now, lifetime=lifetime
+                )
+            elif profile == "service":
+                identity = subject
+                certificate = self.issuing.issue_service_certificate(
+                    subject, names, key, now=now, lifetime=lifetime
+                )
+            elif profile == "registry":
+                identity = subject
+                certificate = self.issuing.issue_service_certificate(
+                    subject,
+                    names,
+                    key,
+                    now=now,
+                    lifetime=lifetime,
+                    reserved=(REGISTRY_TLS_NAME,),
+                )
+            elif profile == "listener":
+                return self.issue_agency_certificate(
+                    "listener",
+                    SecurityServerId.parse(subject),
+                    key,
+                    names=names,
+                    actor=actor,
+                    now=now,
+                    lifetime=lifetime,
+                )
+            elif profile == "client":
+                return self.issue_agency_certificate(
+                    "client",
+                    SubsystemId.parse(subject),
+                    key,
+                    actor=actor,
+                    now=now,
+                    lifetime=lifetime,
+                )
+            else:
+                raise IssuanceRefused(f"unknown profile {profile!r}")
+        except IdentifierError as error:
+            raise IssuanceRefused(f"subject: {error}") from None
+        self.ledger.record_issue(
+            serial=certificate.serial_number,
+            kind=profile,
+            identity=identity,
+            issuer=self.issuer_name,
+            not_before=certificate.not_valid_before_utc,
+            not_after=certificate.not_valid_after_utc,
+            der=certificate.public_bytes(serialization.Encoding.DER),
+            action="certify",
             actor=actor,
             now=now,
         )

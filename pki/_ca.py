@@ -36,12 +36,15 @@ from pki._keys import (
     write_private,
     write_public,
 )
-from proto import MemberId, SecurityServerId, SubsystemId
+from proto import MemberId, OperatorId, RegistryId, SecurityServerId, SubsystemId
 
 PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey
 
 # id-kp-documentSigning (RFC 9336).
 DOCUMENT_SIGNING = x509.ObjectIdentifier("1.3.6.1.5.5.7.3.36")
+# Pintu's extended key usage for the registry's global-configuration signing key: a UUID arc
+# (2.25, ITU-T X.667), so that no other certificate of the federation can sign a configuration.
+CONFIGURATION_SIGNING = x509.ObjectIdentifier("2.25.221885187596914573008269921106693704718")
 
 # Backdating absorbs small clock differences between the CA and relying parties.
 _BACKDATE = dt.timedelta(minutes=5)
@@ -61,6 +64,21 @@ _NO_KEY_USAGE = dict(
 def _check_time(now: dt.datetime) -> None:
     if now.tzinfo is None:
         raise IssuanceRefused("the time given to the CA must carry a time zone")
+
+
+def _tls_names(names: Iterable[str]) -> list[x509.GeneralName]:
+    """DNS names and IP addresses as SANs; names under ``.pintu.invalid`` are refused."""
+    sans: list[x509.GeneralName] = []
+    for name in names:
+        if name.lower().rstrip(".").endswith(TLS_NAME_SUFFIX):
+            raise IssuanceRefused(
+                f"{name}: names under {TLS_NAME_SUFFIX} are reserved for Pintu's own use"
+            )
+        try:
+            sans.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            sans.append(x509.DNSName(name))
+    return sans
 
 
 def _common_name(certificate: x509.Certificate) -> str:
@@ -415,6 +433,77 @@ class CertificateAuthority:
             lifetime,
         )
 
+    def issue_configuration_signing_certificate(
+        self,
+        registry: RegistryId,
+        public_key: PublicKey,
+        *,
+        now: dt.datetime,
+        lifetime: dt.timedelta,
+    ) -> x509.Certificate:
+        """The registry's certificate for signing global configurations: URI SAN
+        ``urn:pintu:registry:<instance>``, extended key usage :data:`CONFIGURATION_SIGNING`."""
+        return self._leaf(
+            _name(f"Pintu registry ({registry})", f"Pintu federation {registry}"),
+            public_key,
+            [x509.UniformResourceIdentifier(registry.uri)],
+            x509.KeyUsage(digital_signature=True, **_NO_KEY_USAGE),
+            [CONFIGURATION_SIGNING],
+            now,
+            lifetime,
+        )
+
+    def issue_operator_certificate(
+        self,
+        operator: OperatorId,
+        public_key: PublicKey,
+        *,
+        now: dt.datetime,
+        lifetime: dt.timedelta,
+    ) -> x509.Certificate:
+        """An operator's TLS client certificate for the registry's management service."""
+        return self._leaf(
+            _name(f"operator {operator}"),
+            public_key,
+            [x509.UniformResourceIdentifier(operator.uri)],
+            x509.KeyUsage(digital_signature=True, **_NO_KEY_USAGE),
+            [ExtendedKeyUsageOID.CLIENT_AUTH],
+            now,
+            lifetime,
+        )
+
+    def issue_service_certificate(
+        self,
+        label: str,
+        names: Iterable[str],
+        public_key: PublicKey,
+        *,
+        now: dt.datetime,
+        lifetime: dt.timedelta,
+        reserved: Iterable[str] = (),
+    ) -> x509.Certificate:
+        """A TLS server certificate for one of the federation's own services (the CA service,
+        the registry), valid for ``names``; ``reserved`` may add the service's own name under
+        ``.pintu.invalid`` (``ca.pintu.invalid``), never a security server's.
+
+        Raises:
+            IssuanceRefused: any other name under ``.pintu.invalid``.
+        """
+        own = list(reserved)
+        if any(name.startswith("s-") for name in own):
+            raise IssuanceRefused("security servers' names are not for services")
+        sans: list[x509.GeneralName] = [x509.DNSName(name) for name in own]
+        sans += _tls_names(names)
+        return self._leaf(
+            _name(label, _organization(self.certificate)),
+            public_key,
+            sans,
+            x509.KeyUsage(digital_signature=True, **_NO_KEY_USAGE),
+            [ExtendedKeyUsageOID.SERVER_AUTH],
+            now,
+            lifetime,
+        )
+
     def issue_listener_certificate(
         self,
         server: SecurityServerId,
@@ -432,16 +521,7 @@ class CertificateAuthority:
             IssuanceRefused: a name under ``.pintu.invalid``, reserved for authentication
                 certificates (it would let the holder pose as a security server).
         """
-        sans: list[x509.GeneralName] = []
-        for name in names:
-            if name.lower().rstrip(".").endswith(TLS_NAME_SUFFIX):
-                raise IssuanceRefused(
-                    f"{name}: names under {TLS_NAME_SUFFIX} belong to authentication certificates"
-                )
-            try:
-                sans.append(x509.IPAddress(ipaddress.ip_address(name)))
-            except ValueError:
-                sans.append(x509.DNSName(name))
+        sans = _tls_names(names)
         sans.append(x509.UniformResourceIdentifier(server.uri))
         return self._leaf(
             _name(f"{server} agency listener", str(server.owner)),

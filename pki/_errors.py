@@ -16,6 +16,8 @@
     │   ├── CsrIdentityMismatch     csr_identity_mismatch: the CSR names another identity
     │   ├── KeyRejected             key_rejected: not ECDSA P-256/P-384, Ed25519 or RSA >= 3072
     │   └── RenewalRefused          renewal_refused: the current certificate is revoked/unknown
+    ├── RenewalNotAnnounced         renewal_not_announced: the renewed certificate could not be
+    │                               made known (registered) before its use
     ├── OcspRequestInvalid          ocsp_request_malformed
     ├── OcspIssuerUnknown           ocsp_issuer_unknown: the request is for another CA
     └── StatusRefused               (a peer's revocation status that fails verification)
@@ -113,6 +115,13 @@ class RenewalRefused(EnrollmentRefused):
     """The certificate presented for renewal is revoked, expired or not from this CA."""
 
     code: ClassVar[str] = "renewal_refused"
+
+
+class RenewalNotAnnounced(PkiError):
+    """A renewed certificate could not be made known to peers (the keeper's ``before_switch``
+    step failed); the current certificate stays in use and renewal is tried again."""
+
+    code: ClassVar[str] = "renewal_not_announced"
 
 
 class OcspRequestInvalid(PkiError):

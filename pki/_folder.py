@@ -21,7 +21,6 @@ on removable media, or in a token) the rest of the time. Issuing and responder k
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import json
 import os
 import tomllib
@@ -30,8 +29,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from pki._authority import Authority, IssuancePolicy, TrustBundle
 from pki._ca import CertificateAuthority, RevocationUrls
@@ -342,7 +339,14 @@ class CaFolder:
         key = generate_key()
         host = self.settings.listen.rpartition(":")[0].strip("[]")
         names = ["localhost", "127.0.0.1"] if host in ("127.0.0.1", "localhost") else [host]
-        certificate = _service_certificate(issuing, key, names, now)
+        certificate = issuing.issue_service_certificate(
+            "Pintu CA service",
+            names,
+            key.public_key(),
+            now=now,
+            lifetime=SERVICE_LIFETIME,
+            reserved=[SERVICE_TLS_NAME],
+        )
         # With the cross-certificate in the chain, a client that still trusts only the previous
         # root (a server enrolling with an old anchor during a rollover) reaches the service too.
         crosses = [
@@ -465,32 +469,6 @@ class CaFolder:
             ledger.note(actor=actor, action=action, now=now, detail=detail)
         finally:
             ledger.close()
-
-
-def _service_certificate(
-    issuing: CertificateAuthority, key: PrivateKey, names: list[str], now: dt.datetime
-) -> x509.Certificate:
-    sans: list[x509.GeneralName] = [x509.DNSName(SERVICE_TLS_NAME)]
-    for name in names:
-        try:
-            sans.append(x509.IPAddress(ipaddress.ip_address(name)))
-        except ValueError:
-            sans.append(x509.DNSName(name))
-    start = max(now - dt.timedelta(minutes=5), issuing.certificate.not_valid_before_utc)
-    end = min(now + SERVICE_LIFETIME, issuing.certificate.not_valid_after_utc)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Pintu CA service")]))
-        .issuer_name(issuing.certificate.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(end)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(issuing.key, hashes.SHA256())
-    )
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 
 from pki._client import CaClient, Credential, TrustUpdate, fetch_crl, fetch_ocsp
-from pki._errors import PkiError, StatusInvalid, StatusMissing
+from pki._errors import PkiError, RenewalNotAnnounced, StatusInvalid, StatusMissing
 from pki._keys import TlsIdentity, certificate_pem, key_pem, write_private, write_public
 from pki._status import DEFAULT_MAX_AGE, RevokedSerials, StatusVerifier
 from proto import SecurityServerId
@@ -35,6 +35,8 @@ _SHA256 = hashes.SHA256()
 
 Clock = Callable[[], dt.datetime]
 Subscriber = Callable[[TlsIdentity], Awaitable[None]]
+# Called with the renewed identity before it is used (e.g. to register its certificate).
+BeforeSwitch = Callable[[TlsIdentity, TlsIdentity], Awaitable[None]]
 
 
 def _utc_now() -> dt.datetime:
@@ -118,8 +120,10 @@ class CertificateKeeper:
         *,
         clock: Clock = _utc_now,
         http: httpx.AsyncClient | None = None,
+        before_switch: BeforeSwitch | None = None,
     ) -> None:
         self.settings = settings
+        self._before_switch = before_switch
         self._clock = clock
         self._snapshot = _Snapshot(credential, roots, list(credential.chain))
         self._http = http or httpx.AsyncClient(timeout=10.0)
@@ -242,7 +246,13 @@ class CertificateKeeper:
         credential, trust = await self._ca.renew(self.identity, server.uri)
         await self._accept_trust(trust, announce=False, may_renew=False)
         staple, this_update = await self._fetch_staple(credential)
-        self._snapshot = _Snapshot(credential, self._snapshot.roots, self._snapshot.issuing)
+        renewed = _Snapshot(credential, self._snapshot.roots, self._snapshot.issuing)
+        if self._before_switch is not None:
+            try:
+                await self._before_switch(self.identity, renewed.identity)
+            except Exception as error:
+                raise RenewalNotAnnounced(f"{type(error).__name__}: {error}") from error
+        self._snapshot = renewed
         self.staple, self.staple_this_update = staple, this_update
         self._save_credential()
         self.renewals += 1

@@ -19,6 +19,7 @@ ORIGIN_LABELS: Final[dict[int, str]] = {
     errors_pb2.ERROR_ORIGIN_CONSUMER_GATEWAY: "consumer_gateway",
     errors_pb2.ERROR_ORIGIN_PROVIDER_GATEWAY: "provider_gateway",
     errors_pb2.ERROR_ORIGIN_CERTIFICATE_AUTHORITY: "certificate_authority",
+    errors_pb2.ERROR_ORIGIN_REGISTRY: "registry",
 }
 
 

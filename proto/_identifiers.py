@@ -412,11 +412,47 @@ def _check_method_name(text: str, method: str) -> None:
         )
 
 
-PartyId = MemberId | SubsystemId | SecurityServerId
+@dataclass(frozen=True, slots=True)
+class RegistryId:
+    """The federation's registry, the signer of its global configuration: the instance code."""
+
+    instance: str
+
+    def __post_init__(self) -> None:
+        _check_part("registry", self.instance, "instance", self.instance)
+
+    def __str__(self) -> str:
+        return self.instance
+
+    @property
+    def uri(self) -> str:
+        """The certificate URI SAN of the configuration-signing certificate."""
+        return f"{_URI_PREFIX}registry:{self}"
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorId:
+    """A person or system operating the federation's registry: a name of the safe set."""
+
+    name: str
+
+    def __post_init__(self) -> None:
+        _check_part("operator", self.name, "name", self.name)
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def uri(self) -> str:
+        """The certificate URI SAN of the operator's client certificate."""
+        return f"{_URI_PREFIX}operator:{self}"
+
+
+PartyId = MemberId | SubsystemId | SecurityServerId | RegistryId | OperatorId
 
 
 def parse_identity_uri(uri: object) -> PartyId:
-    """Parse a certificate URI SAN (``urn:pintu:{member,subsystem,server}:...``)."""
+    """Parse a certificate URI SAN (``urn:pintu:{member,subsystem,server,registry,operator}:``)."""
     if not isinstance(uri, str):
         raise IdentifierError("identity URI", uri, IdentifierProblem.NOT_TEXT, "not a string")
     if not uri:
@@ -427,7 +463,7 @@ def parse_identity_uri(uri: object) -> PartyId:
             "identity URI",
             uri,
             IdentifierProblem.BAD_URI,
-            f"must be {_URI_PREFIX}{{member,subsystem,server}}:IDENTIFIER",
+            f"must be {_URI_PREFIX}{{member,subsystem,server,registry,operator}}:IDENTIFIER",
         )
     if kind == "member":
         return MemberId.parse(rest)
@@ -435,6 +471,10 @@ def parse_identity_uri(uri: object) -> PartyId:
         return SubsystemId.parse(rest)
     if kind == "server":
         return SecurityServerId.parse(rest)
+    if kind == "registry":
+        return RegistryId(rest)
+    if kind == "operator":
+        return OperatorId(rest)
     raise IdentifierError(
         "identity URI", uri, IdentifierProblem.BAD_URI, f"unknown identity kind {_quote(kind)}"
     )

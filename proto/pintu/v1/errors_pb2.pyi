@@ -5,7 +5,7 @@ The error detail a gateway returns with every refusal.
 
 A refused exchange ends with a gRPC status and these trailing metadata entries:
   pintu-error-code         the stable snake_case code (ErrorDetail.code)
-  pintu-error-origin       consumer_gateway | provider_gateway | certificate_authority
+  pintu-error-origin       consumer_gateway | provider_gateway | certificate_authority | registry
   pintu-error-detail-bin   this message, serialized
 The catalogue of codes and their statuses is in docs/errors.md.
 """
@@ -37,6 +37,8 @@ class _ErrorOriginEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorOrig
     """The provider's security server."""
     ERROR_ORIGIN_CERTIFICATE_AUTHORITY: _ErrorOrigin.ValueType  # 3
     """The federation's certificate authority (its CA service)."""
+    ERROR_ORIGIN_REGISTRY: _ErrorOrigin.ValueType  # 4
+    """The federation's registry (its management service)."""
 
 class ErrorOrigin(_ErrorOrigin, metaclass=_ErrorOriginEnumTypeWrapper):
     """Which component refused the exchange."""
@@ -48,6 +50,8 @@ ERROR_ORIGIN_PROVIDER_GATEWAY: ErrorOrigin.ValueType  # 2
 """The provider's security server."""
 ERROR_ORIGIN_CERTIFICATE_AUTHORITY: ErrorOrigin.ValueType  # 3
 """The federation's certificate authority (its CA service)."""
+ERROR_ORIGIN_REGISTRY: ErrorOrigin.ValueType  # 4
+"""The federation's registry (its management service)."""
 Global___ErrorOrigin: _TypeAlias = ErrorOrigin  # noqa: Y015
 
 @_typing.final

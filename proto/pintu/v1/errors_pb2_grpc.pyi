@@ -5,7 +5,7 @@ The error detail a gateway returns with every refusal.
 
 A refused exchange ends with a gRPC status and these trailing metadata entries:
   pintu-error-code         the stable snake_case code (ErrorDetail.code)
-  pintu-error-origin       consumer_gateway | provider_gateway | certificate_authority
+  pintu-error-origin       consumer_gateway | provider_gateway | certificate_authority | registry
   pintu-error-detail-bin   this message, serialized
 The catalogue of codes and their statuses is in docs/errors.md.
 """

@@ -22,28 +22,35 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 from proto.pintu.v1 import identifiers_pb2 as proto_dot_pintu_dot_v1_dot_identifiers__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!proto/pintu/v1/metaservices.proto\x12\x08pintu.v1\x1a proto/pintu/v1/identifiers.proto\"\x14\n\x12ListClientsRequest\"D\n\nClientInfo\x12!\n\x02id\x18\x01 \x01(\x0b\x32\x15.pintu.v1.SubsystemId\x12\x13\n\x0bmember_name\x18\x02 \x01(\t\"<\n\x13ListClientsResponse\x12%\n\x07\x63lients\x18\x01 \x03(\x0b\x32\x14.pintu.v1.ClientInfo\"\'\n\x13ListServicesRequest\x12\x10\n\x08provider\x18\x01 \x01(\t\"T\n\x0bServiceInfo\x12\x1f\n\x02id\x18\x01 \x01(\x0b\x32\x13.pintu.v1.ServiceId\x12\x0f\n\x07methods\x18\x02 \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"?\n\x14ListServicesResponse\x12\'\n\x08services\x18\x01 \x03(\x0b\x32\x15.pintu.v1.ServiceInfo2\xa9\x01\n\x0cMetaservices\x12J\n\x0bListClients\x12\x1c.pintu.v1.ListClientsRequest\x1a\x1d.pintu.v1.ListClientsResponse\x12M\n\x0cListServices\x12\x1d.pintu.v1.ListServicesRequest\x1a\x1e.pintu.v1.ListServicesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!proto/pintu/v1/metaservices.proto\x12\x08pintu.v1\x1a google/protobuf/descriptor.proto\x1a proto/pintu/v1/identifiers.proto\"\x14\n\x12ListClientsRequest\"D\n\nClientInfo\x12!\n\x02id\x18\x01 \x01(\x0b\x32\x15.pintu.v1.SubsystemId\x12\x13\n\x0bmember_name\x18\x02 \x01(\t\"<\n\x13ListClientsResponse\x12%\n\x07\x63lients\x18\x01 \x03(\x0b\x32\x14.pintu.v1.ClientInfo\"\'\n\x13ListServicesRequest\x12\x10\n\x08provider\x18\x01 \x01(\t\"\xc5\x01\n\x0bServiceInfo\x12\x1f\n\x02id\x18\x01 \x01(\x0b\x32\x13.pintu.v1.ServiceId\x12\x0f\n\x07methods\x18\x02 \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x15\n\rpersonal_data\x18\x04 \x01(\x08\x12\x17\n\x0f\x64\x61ta_categories\x18\x05 \x03(\t\x12\x10\n\x08purposes\x18\x06 \x03(\t\x12\x18\n\x10\x63onsent_required\x18\x07 \x01(\x08\x12\x13\n\x0blegal_basis\x18\x08 \x01(\t\"?\n\x14ListServicesResponse\x12\'\n\x08services\x18\x01 \x03(\x0b\x32\x15.pintu.v1.ServiceInfo\"\x1c\n\x1aListAllowedServicesRequest\"/\n\x1cGetServiceDescriptionRequest\x12\x0f\n\x07service\x18\x01 \x01(\t\"u\n\x12ServiceDescription\x12&\n\x07service\x18\x01 \x01(\x0b\x32\x15.pintu.v1.ServiceInfo\x12\x37\n\x0b\x64\x65scriptors\x18\x02 \x01(\x0b\x32\".google.protobuf.FileDescriptorSet2\xe5\x02\n\x0cMetaservices\x12J\n\x0bListClients\x12\x1c.pintu.v1.ListClientsRequest\x1a\x1d.pintu.v1.ListClientsResponse\x12M\n\x0cListServices\x12\x1d.pintu.v1.ListServicesRequest\x1a\x1e.pintu.v1.ListServicesResponse\x12[\n\x13ListAllowedServices\x12$.pintu.v1.ListAllowedServicesRequest\x1a\x1e.pintu.v1.ListServicesResponse\x12]\n\x15GetServiceDescription\x12&.pintu.v1.GetServiceDescriptionRequest\x1a\x1c.pintu.v1.ServiceDescriptionb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'proto.pintu.v1.metaservices_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LISTCLIENTSREQUEST']._serialized_start=81
-  _globals['_LISTCLIENTSREQUEST']._serialized_end=101
-  _globals['_CLIENTINFO']._serialized_start=103
-  _globals['_CLIENTINFO']._serialized_end=171
-  _globals['_LISTCLIENTSRESPONSE']._serialized_start=173
-  _globals['_LISTCLIENTSRESPONSE']._serialized_end=233
-  _globals['_LISTSERVICESREQUEST']._serialized_start=235
-  _globals['_LISTSERVICESREQUEST']._serialized_end=274
-  _globals['_SERVICEINFO']._serialized_start=276
-  _globals['_SERVICEINFO']._serialized_end=360
-  _globals['_LISTSERVICESRESPONSE']._serialized_start=362
-  _globals['_LISTSERVICESRESPONSE']._serialized_end=425
-  _globals['_METASERVICES']._serialized_start=428
-  _globals['_METASERVICES']._serialized_end=597
+  _globals['_LISTCLIENTSREQUEST']._serialized_start=115
+  _globals['_LISTCLIENTSREQUEST']._serialized_end=135
+  _globals['_CLIENTINFO']._serialized_start=137
+  _globals['_CLIENTINFO']._serialized_end=205
+  _globals['_LISTCLIENTSRESPONSE']._serialized_start=207
+  _globals['_LISTCLIENTSRESPONSE']._serialized_end=267
+  _globals['_LISTSERVICESREQUEST']._serialized_start=269
+  _globals['_LISTSERVICESREQUEST']._serialized_end=308
+  _globals['_SERVICEINFO']._serialized_start=311
+  _globals['_SERVICEINFO']._serialized_end=508
+  _globals['_LISTSERVICESRESPONSE']._serialized_start=510
+  _globals['_LISTSERVICESRESPONSE']._serialized_end=573
+  _globals['_LISTALLOWEDSERVICESREQUEST']._serialized_start=575
+  _globals['_LISTALLOWEDSERVICESREQUEST']._serialized_end=603
+  _globals['_GETSERVICEDESCRIPTIONREQUEST']._serialized_start=605
+  _globals['_GETSERVICEDESCRIPTIONREQUEST']._serialized_end=652
+  _globals['_SERVICEDESCRIPTION']._serialized_start=654
+  _globals['_SERVICEDESCRIPTION']._serialized_end=771
+  _globals['_METASERVICES']._serialized_start=774
+  _globals['_METASERVICES']._serialized_end=1131
 # @@protoc_insertion_point(module_scope)

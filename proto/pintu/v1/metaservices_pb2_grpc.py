@@ -44,6 +44,16 @@ class MetaservicesStub:
                 request_serializer=proto_dot_pintu_dot_v1_dot_metaservices__pb2.ListServicesRequest.SerializeToString,
                 response_deserializer=proto_dot_pintu_dot_v1_dot_metaservices__pb2.ListServicesResponse.FromString,
                 _registered_method=True)
+        self.ListAllowedServices = channel.unary_unary(
+                '/pintu.v1.Metaservices/ListAllowedServices',
+                request_serializer=proto_dot_pintu_dot_v1_dot_metaservices__pb2.ListAllowedServicesRequest.SerializeToString,
+                response_deserializer=proto_dot_pintu_dot_v1_dot_metaservices__pb2.ListServicesResponse.FromString,
+                _registered_method=True)
+        self.GetServiceDescription = channel.unary_unary(
+                '/pintu.v1.Metaservices/GetServiceDescription',
+                request_serializer=proto_dot_pintu_dot_v1_dot_metaservices__pb2.GetServiceDescriptionRequest.SerializeToString,
+                response_deserializer=proto_dot_pintu_dot_v1_dot_metaservices__pb2.ServiceDescription.FromString,
+                _registered_method=True)
 
 
 class MetaservicesServicer:
@@ -63,6 +73,20 @@ class MetaservicesServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAllowedServices(self, request, context):
+        """Services of the provider named in pintu-provider that the client in pintu-client may call.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetServiceDescription(self, request, context):
+        """A registered service's proto descriptors and facts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MetaservicesServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -75,6 +99,16 @@ def add_MetaservicesServicer_to_server(servicer, server):
                     servicer.ListServices,
                     request_deserializer=proto_dot_pintu_dot_v1_dot_metaservices__pb2.ListServicesRequest.FromString,
                     response_serializer=proto_dot_pintu_dot_v1_dot_metaservices__pb2.ListServicesResponse.SerializeToString,
+            ),
+            'ListAllowedServices': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAllowedServices,
+                    request_deserializer=proto_dot_pintu_dot_v1_dot_metaservices__pb2.ListAllowedServicesRequest.FromString,
+                    response_serializer=proto_dot_pintu_dot_v1_dot_metaservices__pb2.ListServicesResponse.SerializeToString,
+            ),
+            'GetServiceDescription': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetServiceDescription,
+                    request_deserializer=proto_dot_pintu_dot_v1_dot_metaservices__pb2.GetServiceDescriptionRequest.FromString,
+                    response_serializer=proto_dot_pintu_dot_v1_dot_metaservices__pb2.ServiceDescription.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -131,6 +165,60 @@ class Metaservices:
             '/pintu.v1.Metaservices/ListServices',
             proto_dot_pintu_dot_v1_dot_metaservices__pb2.ListServicesRequest.SerializeToString,
             proto_dot_pintu_dot_v1_dot_metaservices__pb2.ListServicesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAllowedServices(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pintu.v1.Metaservices/ListAllowedServices',
+            proto_dot_pintu_dot_v1_dot_metaservices__pb2.ListAllowedServicesRequest.SerializeToString,
+            proto_dot_pintu_dot_v1_dot_metaservices__pb2.ListServicesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetServiceDescription(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pintu.v1.Metaservices/GetServiceDescription',
+            proto_dot_pintu_dot_v1_dot_metaservices__pb2.GetServiceDescriptionRequest.SerializeToString,
+            proto_dot_pintu_dot_v1_dot_metaservices__pb2.ServiceDescription.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,1 @@
+"""Alembic migrations of the registry's database (run by ``RegistryStore`` on opening)."""
