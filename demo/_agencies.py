@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 import grpc.aio
@@ -25,17 +25,35 @@ from proto import MemberId, SubsystemId
 
 @dataclass(frozen=True, slots=True)
 class AgencyService:
-    """A gRPC service an agency offers: its full name, its methods and one line about it."""
+    """A gRPC service an agency offers: its full name, its methods, one line about it, its
+    descriptor, and the facts the registry records about the personal data it handles."""
 
     name: str
     methods: tuple[str, ...]
     description: str
+    descriptor: ServiceDescriptor | None = field(default=None, compare=False, repr=False)
+    data_categories: tuple[str, ...] = ()
+    purposes: tuple[str, ...] = ()
+    legal_basis: str = ""
 
     @staticmethod
-    def of(descriptor: ServiceDescriptor, description: str) -> AgencyService:
+    def of(
+        descriptor: ServiceDescriptor,
+        description: str,
+        *,
+        data_categories: tuple[str, ...] = (),
+        purposes: tuple[str, ...] = (),
+        legal_basis: str = "",
+    ) -> AgencyService:
         """The service described by a generated module's ``descriptor``."""
         return AgencyService(
-            descriptor.full_name, tuple(method.name for method in descriptor.methods), description
+            descriptor.full_name,
+            tuple(method.name for method in descriptor.methods),
+            description,
+            descriptor,
+            data_categories,
+            purposes,
+            legal_basis,
         )
 
 
@@ -88,6 +106,9 @@ AGENCIES: tuple[Agency, ...] = (
             AgencyService.of(
                 population_pb2.DESCRIPTOR.services_by_name["CivilRegistry"],
                 "Residents, registered births and households (family cards).",
+                data_categories=("identity", "family"),
+                purposes=("birth-support",),
+                legal_basis="Birth Support Act (demo), art. 12: verifying a birth",
             ),
         ),
         add_servicers=add_civil_registry,
@@ -101,6 +122,9 @@ AGENCIES: tuple[Agency, ...] = (
             AgencyService.of(
                 health_insurance_pb2.DESCRIPTOR.services_by_name["Eligibility"],
                 "Health-insurance coverage, maternity benefit and prenatal-care claims.",
+                data_categories=("health", "insurance"),
+                purposes=("birth-support",),
+                legal_basis="Birth Support Act (demo), art. 13: maternity benefits",
             ),
         ),
         add_servicers=add_eligibility,
@@ -114,6 +138,9 @@ AGENCIES: tuple[Agency, ...] = (
             AgencyService.of(
                 tax_pb2.DESCRIPTOR.services_by_name["IncomeStatements"],
                 "Assessed annual income of individual taxpayers.",
+                data_categories=("income",),
+                purposes=("birth-support",),
+                legal_basis="Birth Support Act (demo), art. 14: income-tested support",
             ),
         ),
         add_servicers=add_income_statements,

@@ -73,6 +73,18 @@ _RECONNECT = [
 # connected (bounded by the caller's deadline).
 CONNECT_WAIT = 5.0
 _READY = grpc.ChannelConnectivity.READY
+_FAILING = grpc.ChannelConnectivity.TRANSIENT_FAILURE
+
+
+async def _connect(channel: grpc.aio.Channel) -> bool:
+    """Whether ``channel``'s next connection attempt succeeds (it is READY before it fails)."""
+    state = channel.get_state(try_to_connect=True)
+    while state is not _READY:
+        await channel.wait_for_state_change(state)
+        state = channel.get_state(try_to_connect=True)
+        if state is _FAILING:
+            return False
+    return True
 
 
 class _Endpoint:
@@ -110,8 +122,9 @@ class PeerChannels:
     other certificate — another member's, an unregistered server's — fails the handshake.
 
     Exchanges for a subsystem served by several security servers are spread over them in turn;
-    a server whose connection is down is skipped, and when none is connected the exchange waits
-    (at most :data:`CONNECT_WAIT` seconds, within its deadline) for the first to connect.
+    a server whose connection is down is skipped. When none is connected, the exchange waits (at
+    most :data:`CONNECT_WAIT` seconds and half its remaining time) for the first to connect, or
+    is refused at once when every server failed its last connection attempt.
     """
 
     def __init__(
@@ -167,26 +180,49 @@ class PeerChannels:
             route = self._routes[provider] = self._open(provider)
         candidates = route.order()
         chosen = None
+        failing = 0
         for endpoint in candidates:
             state = endpoint.channel.get_state(try_to_connect=True)
             if state is _READY and chosen is None:
                 chosen = endpoint.channel
+            elif state is _FAILING:
+                failing += 1
         if chosen is not None:
             return chosen
-        wait = CONNECT_WAIT if time_left is None else max(0.0, min(CONNECT_WAIT, time_left))
-        waiting = {
-            asyncio.ensure_future(endpoint.channel.channel_ready()): endpoint
-            for endpoint in candidates
-        }
-        try:
-            done, _ = await asyncio.wait(waiting, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for future in waiting:
-                future.cancel()
-        for future in done:
-            if not future.cancelled() and future.exception() is None:
-                return waiting[future].channel
         servers = ", ".join(sorted({str(e.server) for e in candidates}))
+        if failing == len(candidates):
+            # Every server failed its last connection attempt: refuse now rather than wait
+            # for reconnection (in the background) to succeed.
+            raise GatewayError(
+                ErrorCode.PROVIDER_UNAVAILABLE,
+                f"no security server of {provider} can be reached ({servers})",
+            )
+        # Half the caller's time at most, so the refusal reaches it before its deadline.
+        wait = CONNECT_WAIT if time_left is None else max(0.0, min(CONNECT_WAIT, time_left / 2))
+        attempts: dict[asyncio.Future[bool], _Endpoint] = {
+            asyncio.ensure_future(_connect(endpoint.channel)): endpoint for endpoint in candidates
+        }
+        pending: set[asyncio.Future[bool]] = set(attempts)
+        deadline = asyncio.get_running_loop().time() + wait
+        try:
+            while pending:
+                remaining = deadline - asyncio.get_running_loop().time()
+                if remaining <= 0:
+                    break
+                done, pending = await asyncio.wait(
+                    pending, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                )
+                for future in done:
+                    if future.exception() is None and future.result():
+                        return attempts[future].channel
+        finally:
+            for future in attempts:
+                future.cancel()
+        if not pending:
+            raise GatewayError(
+                ErrorCode.PROVIDER_UNAVAILABLE,
+                f"no security server of {provider} can be reached ({servers})",
+            )
         raise GatewayError(
             ErrorCode.PROVIDER_UNAVAILABLE,
             f"no security server of {provider} could be connected to within {wait:.1f} s"

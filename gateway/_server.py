@@ -238,6 +238,8 @@ class SecurityServer:
 
         async def renewed(identity: TlsIdentity) -> None:
             peers.replace_identity(identity)
+            if isinstance(source, ConfigurationClient):
+                source.replace_roots(x509.load_pem_x509_certificates(identity.trust_anchors))
 
         async def reconfigured(configuration: GlobalConfiguration) -> None:
             peers.replace_configuration(configuration)

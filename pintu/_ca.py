@@ -8,9 +8,10 @@ import getpass
 import os
 import socket
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from pintu._errors import ConfigError
 from pki import (
@@ -22,14 +23,18 @@ from pki import (
     IssuancePolicy,
     KeyStorage,
     Pkcs11Token,
+    PkiError,
+    TlsIdentity,
     TokenKeyStorage,
     accepted_roots,
     load_certificates,
+    load_private_key,
     write_private,
     write_public,
 )
 from pki._keys import certificate_pem, key_pem
 from proto import IdentifierError, SecurityServerId
+from registry import Anchor, RegistryClient, RegistryError
 
 PASSPHRASE_ENV = "PINTU_CA_PASSPHRASE"  # noqa: S105 - the variable name, not a secret
 PIN_ENV = "PINTU_CA_PIN"
@@ -207,9 +212,8 @@ def rollover(directory: Path, secret_file: Path | None, step: str) -> str:
         return f"retired generation(s) {', '.join(f'G{n}' for n in retired)}"
 
 
-def enroll(config: Path, token_text: str) -> str:
-    """Enroll the security server that ``config`` describes: generate its keys here, have the CA
-    certify them, and write key, certificate and trust anchors where the config says."""
+def _read_config(config: Path) -> tuple[dict[str, Any], Callable[..., Path]]:
+    """The TOML document of ``config`` and a function resolving ``table.key`` paths in it."""
     try:
         document = tomllib.loads(config.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
@@ -217,11 +221,27 @@ def enroll(config: Path, token_text: str) -> str:
     base = config.parent
 
     def path(table: str, key: str, default: str | None = None) -> Path:
-        value = document.get(table, {}).get(key, default)
+        section = document.get(table, {})
+        value = section.get(key, default) if isinstance(section, dict) else None
         if not isinstance(value, str) or not value:
-            raise ConfigError(f"{config}: {table}.{key}: required for enrollment")
+            raise ConfigError(f"{config}: {table}.{key}: required")
         return (base / value).resolve()
 
+    return document, path
+
+
+def _anchor(config: Path, path: Callable[..., Path]) -> Anchor:
+    try:
+        return Anchor.load(path("registry", "anchor"))
+    except RegistryError as error:
+        raise ConfigError(f"{config}: registry.anchor: {error}") from None
+
+
+def enroll(config: Path, token_text: str) -> str:
+    """Enroll the security server that ``config`` describes: generate its keys here, have the CA
+    certify them, write key, certificate and trust anchors where the config says, and register
+    the new authentication certificate with the registry."""
+    document, path = _read_config(config)
     try:
         server = SecurityServerId.parse(document.get("server"))
     except IdentifierError as error:
@@ -230,6 +250,7 @@ def enroll(config: Path, token_text: str) -> str:
     if not isinstance(ca, str) or not ca:
         raise ConfigError(f"{config}: pki.ca: required for enrollment")
     anchors_path = path("peer", "trust_anchors")
+    _anchor(config, path)  # checked before the one-time token is spent
     roots = load_certificates(anchors_path)
     client = CaClient(ca, certificate_pem(*roots))
     authentication, signing, trust = asyncio.run(client.enroll(token_text, server))
@@ -245,7 +266,37 @@ def enroll(config: Path, token_text: str) -> str:
         path("pki", "signing_certificate", "signing.pem"),
         certificate_pem(signing.certificate, *signing.chain),
     )
-    return (
+    enrolled = (
         f"enrolled {server}: authentication certificate {authentication.certificate.serial_number}"
         f" until {authentication.certificate.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"
     )
+    try:
+        return f"{enrolled}\n{register(config)}"
+    except RegistryError as error:
+        raise RegistrationFailed(
+            f"{enrolled}, but registering the certificate failed ({error}); run"
+            f" `pintu gateway register --config {config}` once the registry is reachable"
+        ) from None
+
+
+class RegistrationFailed(RegistryError):
+    """The certificate was issued but the registry did not take it."""
+
+    code = "registration_failed"
+
+
+def register(config: Path) -> str:
+    """Register the security server's current authentication certificate with the registry (the
+    one the anchor named in ``config`` points at), dropping its other certificates."""
+    _, path = _read_config(config)
+    anchor = _anchor(config, path)
+    try:
+        identity = TlsIdentity.build(
+            load_private_key(path("peer", "key")),
+            load_certificates(path("peer", "certificate")),
+            load_certificates(path("peer", "trust_anchors")),
+        )
+    except PkiError as error:
+        raise ConfigError(f"{config}: peer: {error}") from None
+    version = asyncio.run(RegistryClient(anchor.registry, identity).register_certificate())
+    return f"registered the certificate with the registry (version {version})"

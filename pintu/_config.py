@@ -9,7 +9,8 @@
     cache = "global-configuration.pb"                # last good signed copy (default shown)
     poll_seconds = 30                                # how often the registry is asked
     propagation_seconds = 70                         # wait before presenting a renewed
-                                                     # certificate (default: 2 polls + 10 s)
+                                                     # certificate (0 to 3600; default:
+                                                     # 2 polls + 10 s, at most 3600)
 
     [peer]                                           # mTLS listener for other security servers
     listen = "127.0.0.1:7103"
@@ -210,10 +211,12 @@ def load_gateway_settings(path: Path) -> GatewaySettings:
     poll = registry.get("poll_seconds", float, 30.0)
     if not 0.1 <= poll <= 3600:
         raise registry.error("poll_seconds", "must be between 0.1 and 3600")
-    propagation = registry.get("propagation_seconds", float, 2 * poll + 10)
+    propagation = registry.get("propagation_seconds", float, min(2 * poll + 10, 3600.0))
     source = ConfigurationClient(
         anchor,
-        registry.path("cache") if "cache" in registry.table else path.parent / DEFAULT_CACHE,
+        registry.path("cache")
+        if "cache" in registry.table
+        else path.parent.resolve() / DEFAULT_CACHE,
         poll=dt.timedelta(seconds=poll),
     )
     try:

@@ -6,7 +6,12 @@
     pintu demo                              start one in a temporary folder and run the scenario
     pintu gateway run --config FILE         run one security server
     pintu gateway enroll --config F --token T   get a security server's first certificates
+                                            and register them with the registry
+    pintu gateway register --config F       register its current certificate again
     pintu ca init|serve|token|revoke|list|rollover --dir DIR ...   operate the federation's CA
+    pintu registry init|operator|rotate-signing-key|serve --dir DIR ...   run the registry
+    pintu registry member|subsystem|server|service|group|import ... --operator DIR   change it
+    pintu registry state|journal --operator DIR                           read it
     pintu agency run NAME --listen ADDR     run a sample agency's backend
 
 Exit status: 0 on success, 1 when a run or the scenario failed, 2 on invalid input (the message
@@ -24,12 +29,13 @@ import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from gateway import SettingsError
 from pintu._errors import PintuError
 from pintu._federation import LocalFederation
 from pintu._logging import configure_logging
-from pki import PkiError
+from pki import PkiError, certificate_pem, write_public
 from registry import RegistryError
 
 
@@ -60,6 +66,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     enroll.add_argument("--config", type=Path, required=True, help="gateway.toml")
     enroll.add_argument("--token", required=True, help="the token `pintu ca token` printed")
+    register = gateway_commands.add_parser(
+        "register", help="register this server's current certificate with the registry"
+    )
+    register.add_argument("--config", type=Path, required=True, help="gateway.toml")
 
     ca = commands.add_parser("ca", help="the federation's certificate authority")
     ca_commands = ca.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -102,6 +112,8 @@ def _parser() -> argparse.ArgumentParser:
             "token, its PIN (default: $PINTU_CA_PIN)",
         )
 
+    _registry_parser(commands)
+
     agency = commands.add_parser("agency", help="sample agency commands")
     agency_commands = agency.add_subparsers(dest="action", required=True, metavar="ACTION")
     serve = agency_commands.add_parser("run", help="run a sample agency's backend")
@@ -109,6 +121,219 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--listen", required=True, help="host:port")
     serve.add_argument("--ready-file", type=Path, help="written once the backend listens")
     return parser
+
+
+def _registry_parser(commands: Any) -> None:
+    registry = commands.add_parser("registry", help="the federation's registry")
+    actions = registry.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    def with_ca(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--dir", type=Path, required=True, help="the registry's folder")
+        sub.add_argument("--ca-dir", type=Path, required=True, help="the CA's folder")
+        sub.add_argument(
+            "--passphrase-file",
+            type=Path,
+            help="the CA keys' passphrase (default: $PINTU_CA_PASSPHRASE)",
+        )
+
+    init = actions.add_parser("init", help="create a registry: settings, keys, anchor")
+    with_ca(init)
+    init.add_argument("--instance", required=True, help="the federation instance, e.g. DEMO")
+    init.add_argument("--listen", default="127.0.0.1:7500", help="management (gRPC, mTLS)")
+    init.add_argument("--http-listen", default="127.0.0.1:7501", help="distribution (HTTP)")
+    init.add_argument("--address", help="management address as servers reach it")
+    init.add_argument(
+        "--distribution", action="append", help="URL of GET /global-configuration (repeatable)"
+    )
+    init.add_argument("--database", help="SQLAlchemy URL (default: SQLite in the folder)")
+    init.add_argument("--validity", type=int, default=3600, help="snapshot lifetime, seconds")
+    operator = actions.add_parser("operator", help="issue an operator's credentials")
+    with_ca(operator)
+    operator.add_argument("--name", required=True)
+    operator.add_argument("--role", required=True, choices=["admin", "viewer"])
+    operator.add_argument("--out", type=Path, required=True, help="credentials folder")
+    rotate = actions.add_parser(
+        "rotate-signing-key",
+        help="new signing and TLS keys from the CA's active generation, and its current roots",
+    )
+    with_ca(rotate)
+    serve = actions.add_parser("serve", help="run the registry service")
+    serve.add_argument("--dir", type=Path, required=True)
+    serve.add_argument("--ready-file", type=Path, help="written once the service listens")
+
+    def change(name: str, help_text: str, verbs: list[str]) -> argparse.ArgumentParser:
+        sub: argparse.ArgumentParser = actions.add_parser(name, help=help_text)
+        sub.add_argument("verb", choices=verbs)
+        return sub
+
+    member = change("member", "put or remove a member", ["put", "remove"])
+    member.add_argument("id", help="INSTANCE/CLASS/MEMBER")
+    member.add_argument("--name", help="display name")
+    subsystem = change("subsystem", "add or remove a subsystem", ["add", "remove"])
+    subsystem.add_argument("id", help="INSTANCE/CLASS/MEMBER/SUBSYSTEM")
+    server = change(
+        "server",
+        "put or remove a security server, or one of its certificates",
+        ["put", "remove", "add-certificate", "remove-certificate"],
+    )
+    server.add_argument("id", help="INSTANCE/CLASS/MEMBER/SERVER")
+    server.add_argument("--address", action="append", help="peer listener host:port")
+    server.add_argument(
+        "--serves", action="append", help="a subsystem code it serves (default: all)"
+    )
+    server.add_argument("--certificate", type=Path, help="PEM file (add-certificate)")
+    server.add_argument("--sha256", help="certificate fingerprint (remove-certificate)")
+    service = change("service", "put or remove a service", ["put", "remove"])
+    service.add_argument("id", help="INSTANCE/CLASS/MEMBER/SUBSYSTEM/package.Service")
+    service.add_argument("--descriptors", type=Path, help="FileDescriptorSet (protoc -o)")
+    service.add_argument("--method", action="append", help="a method name")
+    service.add_argument("--description", default="")
+    service.add_argument("--personal-data", action="store_true")
+    service.add_argument("--category", action="append", help="personal data category")
+    service.add_argument("--purpose", action="append", help="a purpose it serves")
+    service.add_argument("--consent-required", action="store_true")
+    service.add_argument("--legal-basis", default="", help="what allows it without consent")
+    group = change("group", "put or remove a global group", ["put", "remove"])
+    group.add_argument("code")
+    group.add_argument("--description", default="")
+    group.add_argument("--member", action="append", help="a subsystem in the group")
+    imported = actions.add_parser("import", help="put a JSON configuration's content")
+    imported.add_argument("file", type=Path)
+    imported.add_argument(
+        "--descriptors", type=Path, action="append", default=[], help="FileDescriptorSet"
+    )
+    state = actions.add_parser("state", help="the registry's content (JSON)")
+    journal = actions.add_parser("journal", help="the journal of changes")
+    journal.add_argument("--after", type=int, default=0, help="only after this version")
+    for sub in (member, subsystem, server, service, group, imported, state, journal):
+        sub.add_argument(
+            "--operator", type=Path, help="operator credentials folder ($PINTU_OPERATOR)"
+        )
+    for sub in (member, subsystem, server, service, group, imported):
+        sub.add_argument("--reason", default="", help="why, for the journal")
+
+
+def _registry_command(options: argparse.Namespace) -> int:
+    from pintu import _registry
+
+    action = options.action
+    if action in ("init", "operator", "rotate-signing-key"):
+        return _registry_with_ca(options)
+    if action == "serve":
+        asyncio.run(_registry.serve(options.dir, options.ready_file))
+        return 0
+    client = _registry.operator_client(options.operator)
+    if action == "state":
+        print(_registry.state_text(asyncio.run(client.state())))
+        return 0
+    if action == "journal":
+        for line in _registry.journal_lines(asyncio.run(client.journal(options.after))):
+            print(line)
+        return 0
+    if action == "member":
+        changes = [_registry.member_change(options.verb, options.id, options.name)]
+    elif action == "subsystem":
+        changes = [_registry.subsystem_change(options.verb, options.id)]
+    elif action == "server":
+        changes = [
+            _registry.server_change(
+                options.verb,
+                options.id,
+                addresses=options.address,
+                serves=options.serves,
+                certificate=options.certificate,
+                sha256=options.sha256,
+            )
+        ]
+    elif action == "service":
+        changes = [
+            _registry.service_change(
+                options.verb,
+                options.id,
+                descriptors=options.descriptors,
+                methods=options.method,
+                description=options.description,
+                personal_data=options.personal_data,
+                categories=options.category,
+                purposes=options.purpose,
+                consent_required=options.consent_required,
+                legal_basis=options.legal_basis,
+            )
+        ]
+    elif action == "group":
+        changes = [
+            _registry.group_change(options.verb, options.code, options.description, options.member)
+        ]
+    else:
+        changes = _registry.import_file(options.file, options.descriptors)
+    version = asyncio.run(client.change(changes, options.reason))
+    print(f"registry version {version}")
+    return 0
+
+
+def _registry_with_ca(options: argparse.Namespace) -> int:
+    from pintu import _ca, _registry
+
+    with _ca.open_folder(options.ca_dir, options.passphrase_file) as ca:
+        ledger = ca.ledger()
+        try:
+            authority = ca.authority(ca.active, ledger)
+            if options.action == "init":
+                folder = _registry.init_registry(
+                    options.dir,
+                    authority,
+                    list(ca.trust_bundle().roots),
+                    instance=options.instance,
+                    listen=options.listen,
+                    http_listen=options.http_listen,
+                    address=options.address,
+                    distribution=options.distribution,
+                    database=options.database,
+                    validity_seconds=options.validity,
+                    actor=_ca.actor(),
+                )
+                print(
+                    f"registry created in {folder.path}; anchor for servers: {folder.anchor_file}"
+                )
+            elif options.action == "operator":
+                out = _registry.add_operator(
+                    _registry.RegistryFolder(options.dir),
+                    authority,
+                    options.name,
+                    options.role,
+                    options.out,
+                    actor=_ca.actor(),
+                )
+                print(f"operator {options.name} ({options.role}): credentials in {out}")
+            else:
+                folder = _registry.RegistryFolder(options.dir)
+                document = folder.read()
+                # The CA's current roots (a root rollover adds and retires some), then keys
+                # issued by the CA's active generation.
+                write_public(folder.path / "roots.pem", certificate_pem(*ca.trust_bundle().roots))
+                host = document["address"].rpartition(":")[0].strip("[]")
+                # Servers and operators that still trust only the previous root reach the
+                # service and verify snapshots through the active root's cross-certificate.
+                cross = ca.generation(ca.active).cross
+                crosses = [cross] if cross is not None else []
+                folder.issue_tls(
+                    authority,
+                    document["instance"],
+                    {host, "localhost"},
+                    actor=_ca.actor(),
+                    cross=crosses,
+                )
+                folder.issue_signer(
+                    authority, document["instance"], actor=_ca.actor(), cross=crosses
+                )
+                folder.anchor().save(folder.anchor_file)
+                print(
+                    "new configuration-signing and TLS keys and the CA's current roots in place;"
+                    " a running registry takes them within a second"
+                )
+        finally:
+            ledger.close()
+    return 0
 
 
 def _print_endpoints(federation: LocalFederation) -> None:
@@ -194,7 +419,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``pintu`` command; returns the exit status."""
     options = _parser().parse_args(argv)
     quiet = options.command in ("up", "demo") or (
-        options.command == "ca" and options.action != "serve"
+        options.command in ("ca", "registry") and options.action != "serve"
     )
     configure_logging(logging.WARNING if quiet else logging.INFO)
     try:
@@ -207,6 +432,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             print(_ca.enroll(options.config, options.token))
             return 0
+        if options.command == "gateway" and options.action == "register":
+            from pintu import _ca
+
+            print(_ca.register(options.config))
+            return 0
         if options.command == "gateway":
             from pintu._processes import run_gateway
 
@@ -214,6 +444,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if options.command == "ca":
             return _ca_command(options)
+        if options.command == "registry":
+            return _registry_command(options)
         if options.command == "agency":
             from pintu._processes import run_agency
 

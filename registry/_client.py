@@ -142,6 +142,11 @@ class ConfigurationClient:
             raise RegistryUnavailable("no global configuration has been obtained yet")
         return self._snapshot.configuration
 
+    def replace_roots(self, roots: Iterable[x509.Certificate]) -> None:
+        """Verify snapshots against ``roots`` from now on (the federation's roots as the
+        security server's certificate keeper follows them through a root rollover)."""
+        self._verifier = SnapshotVerifier(self.anchor.instance, tuple(roots))
+
     def seconds_to_expiry(self) -> float:
         """Seconds until the configuration in use expires (negative once it has)."""
         if self._snapshot is None or self._snapshot.configuration.expires_at is None:

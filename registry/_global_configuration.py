@@ -226,7 +226,10 @@ class GlobalConfiguration:
                 owners[fingerprint] = server.id
             served = server.subsystems or member_map[server.id.owner].subsystems
             for code in sorted(served):
-                subsystem = server.id.owner.subsystem(code)
+                try:
+                    subsystem = server.id.owner.subsystem(code)
+                except IdentifierError as error:
+                    raise GlobalConfigurationInvalid(f"{where}.subsystems: {error}") from None
                 if not registered(subsystem):
                     raise GlobalConfigurationInvalid(
                         f"{where}.subsystems: {subsystem} is not a registered subsystem"
@@ -358,8 +361,8 @@ class GlobalConfiguration:
                 _string(item, "code", f"global_groups[{i}]"),
                 _optional_string(item, "description", f"global_groups[{i}]"),
                 frozenset(
-                    _identifier(SubsystemId.parse, {"id": m}, "id", f"global_groups[{i}].members")
-                    for m in _strings(item, "members", f"global_groups[{i}]")
+                    _member_of_group(m, f"global_groups[{i}].members[{j}]")
+                    for j, m in enumerate(_strings(item, "members", f"global_groups[{i}]"))
                 ),
             )
             for i, item in enumerate(_objects(root, "global_groups"))
@@ -584,6 +587,13 @@ def _identifier(parse: Callable[[object], T], item: dict[str, Any], key: str, wh
     except IdentifierError as error:
         raise GlobalConfigurationInvalid(f"{where}.{key}: {error}") from error
     return parsed
+
+
+def _member_of_group(text: str, where: str) -> SubsystemId:
+    try:
+        return SubsystemId.parse(text)
+    except IdentifierError as error:
+        raise GlobalConfigurationInvalid(f"{where}: {error}") from error
 
 
 def _subsystem_codes(item: dict[str, Any], where: str) -> list[str]:

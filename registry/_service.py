@@ -98,6 +98,8 @@ class RegistryService:
     ) -> None:
         self.settings = settings
         self._clock = clock
+        self._signer = (settings.signing_key, settings.signing_chain)
+        self._tls = settings.tls
         self._store: RegistryStore | None = None
         self._configuration: GlobalConfiguration | None = None
         self._published: _Published | None = None
@@ -122,23 +124,43 @@ class RegistryService:
 
     # -- publishing ----------------------------------------------------------------------------
 
+    def replace_signer(self, key: PrivateKey, chain: tuple[x509.Certificate, ...]) -> None:
+        """Sign with ``key`` (a rotated configuration-signing key) from now on, starting with a
+        snapshot of the current version right away."""
+        self._signer = (key, chain)
+        if self._store is not None and self._configuration is not None:
+            published = self._published
+            assert published is not None
+            self._publish(published.version, self._configuration)
+
+    def replace_tls(self, identity: TlsIdentity) -> None:
+        """Present ``identity`` and trust its anchors (new roots during a root rollover) for
+        every new connection."""
+        self._tls = identity
+
     def _publish(self, version: int, configuration: GlobalConfiguration) -> None:
         now = self._clock()
-        content = to_content(
-            configuration, version=version, built_at=now, expires_at=now + self.settings.validity
-        )
-        blob = sign_snapshot(content, self.settings.signing_key, self.settings.signing_chain)
-        self.store.save_snapshot(
-            version, blob, built_at=now, expires_at=now + self.settings.validity
-        )
+        key, chain = self._signer
+        # A snapshot is never valid longer than its signer's certificate: security servers would
+        # refuse it then anyway. Rotate the signing key well before it expires.
+        signer_end = chain[0].not_valid_after_utc
+        expires_at = min(now + self.settings.validity, signer_end)
+        if signer_end - now < self.settings.validity * 2:
+            LOGGER.warning(
+                "the configuration-signing certificate expires at %s: rotate the signing key"
+                " (pintu registry rotate-signing-key)",
+                signer_end.isoformat(),
+                extra={"pintu_event": {"event": "signer_expiring", "at": signer_end.isoformat()}},
+            )
+        content = to_content(configuration, version=version, built_at=now, expires_at=expires_at)
+        blob = sign_snapshot(content, key, chain)
+        self.store.save_snapshot(version, blob, built_at=now, expires_at=expires_at)
         self._configuration = configuration
-        self._published = _Published(
-            version, blob, snapshot_tag(blob), now, now + self.settings.validity
-        )
+        self._published = _Published(version, blob, snapshot_tag(blob), now, expires_at)
         LOGGER.info(
             "published global configuration version %d, valid until %s",
             version,
-            (now + self.settings.validity).isoformat(),
+            expires_at.isoformat(),
             extra={"pintu_event": {"event": "configuration_published", "version": version}},
         )
 
@@ -163,7 +185,7 @@ class RegistryService:
             loaded_version, configuration = self.store.load()
             self._publish(loaded_version, configuration)
             return
-        if self._clock() >= published.built_at + self.settings.validity / 2:
+        if self._clock() >= published.built_at + (published.expires_at - published.built_at) / 2:
             self._publish(published.version, self.configuration)
 
     async def _watch(self) -> None:
@@ -188,10 +210,24 @@ class RegistryService:
         self._publish(version, configuration)
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
         server.add_generic_rpc_handlers([self._handlers()])
-        credentials = grpc.ssl_server_credentials(
-            [(settings.tls.private_key, settings.tls.certificate_chain)],
-            root_certificates=settings.tls.trust_anchors,
-            require_client_auth=True,
+
+        def tls_configuration(identity: TlsIdentity) -> Any:
+            return grpc.ssl_server_certificate_configuration(
+                [(identity.private_key, identity.certificate_chain)],
+                root_certificates=identity.trust_anchors,
+            )
+
+        served = self._tls
+
+        def fetch() -> Any:
+            nonlocal served
+            if self._tls is served:
+                return None
+            served = self._tls
+            return tls_configuration(served)
+
+        credentials = grpc.dynamic_ssl_server_credentials(
+            tls_configuration(served), fetch, require_client_authentication=True
         )
         try:
             self.port = server.add_secure_port(settings.listen, credentials)

@@ -310,16 +310,21 @@ class SnapshotVerifier:
             raise ConfigurationSignerUntrusted(
                 "the signing certificate is expired or not yet valid"
             )
-        path = chain[1:]
+        # The chain may go on past a certificate a trusted root issued: during a root rollover
+        # it ends with the new root cross-certified by the old one, for verifiers that trust
+        # only the old root; one that trusts the new root stops before.
         current = signer
-        for intermediate in path:
+        for intermediate in [*chain[1:], None]:
+            if any(_issued_by(current, root) and _valid_at(root, now) for root in self.roots):
+                return
+            if intermediate is None:
+                break
             if not _issued_by(current, intermediate):
                 raise ConfigurationSignerUntrusted("the signing chain is broken")
             current = intermediate
-        if not any(_issued_by(current, root) and _valid_at(root, now) for root in self.roots):
-            raise ConfigurationSignerUntrusted(
-                "the signing certificate does not chain to a trusted root"
-            )
+        raise ConfigurationSignerUntrusted(
+            "the signing certificate does not chain to a trusted root"
+        )
 
 
 def accept(current: GlobalConfiguration | None, new: VerifiedSnapshot, current_tag: str) -> bool:

@@ -26,7 +26,7 @@ from proto import MemberId, SecurityServerId, ServiceId, SubsystemId
 from proto.pintu.v1 import registry_pb2
 from registry import _schema as t
 from registry._changes import apply_changes, describe
-from registry._errors import ChangeRefused, RegistryUnavailable
+from registry._errors import ChangeRefused, RegistryError, RegistryUnavailable
 from registry._global_configuration import (
     GlobalConfiguration,
     GlobalGroup,
@@ -88,7 +88,11 @@ class RegistryStore:
                     raise RegistryUnavailable(
                         f"the database holds the registry of {row.instance}, not {instance}"
                     )
-        except SQLAlchemyError as error:
+        except (SQLAlchemyError, RegistryError) as error:
+            if hasattr(self, "_engine"):
+                self._engine.dispose()
+            if isinstance(error, RegistryError):
+                raise
             raise RegistryUnavailable(f"registry database: {error}") from error
         self.instance = instance
 
@@ -225,7 +229,7 @@ class RegistryStore:
                 connection.execute(
                     insert(t.journal).values(
                         version=version,
-                        at=now,
+                        at=now.astimezone(dt.UTC),
                         actor=actor,
                         reason=reason,
                         changes=json.dumps([describe(c) for c in changes]),
@@ -248,8 +252,8 @@ class RegistryStore:
                     insert(t.snapshots).values(
                         id=1,
                         version=version,
-                        built_at=built_at,
-                        expires_at=expires_at,
+                        built_at=built_at.astimezone(dt.UTC),
+                        expires_at=expires_at.astimezone(dt.UTC),
                         blob=blob,
                     )
                 )
@@ -305,6 +309,7 @@ def _write(connection: Connection, old: GlobalConfiguration, new: GlobalConfigur
     # Security servers, their addresses and certificates.
     for server_id in old.security_servers.keys() - new.security_servers.keys():
         connection.execute(delete(t.servers).where(t.servers.c.id == str(server_id)))
+    added: list[tuple[bytes, str]] = []
     for server_id, server in new.security_servers.items():
         before_server = old.security_servers.get(server_id)
         if before_server == server:
@@ -327,8 +332,10 @@ def _write(connection: Connection, old: GlobalConfiguration, new: GlobalConfigur
         earlier = before_server.certificates if before_server else frozenset()
         for fingerprint in earlier - server.certificates:
             connection.execute(delete(t.certificates).where(t.certificates.c.sha256 == fingerprint))
-        for fingerprint in server.certificates - earlier:
-            connection.execute(insert(t.certificates).values(sha256=fingerprint, server=key))
+        added.extend((fingerprint, key) for fingerprint in server.certificates - earlier)
+    # Only once every certificate that left a server is gone: one may move between servers.
+    for fingerprint, key in added:
+        connection.execute(insert(t.certificates).values(sha256=fingerprint, server=key))
     # Services.
     for service_id in old.services.keys() - new.services.keys():
         connection.execute(delete(t.services).where(t.services.c.id == str(service_id)))

@@ -7,6 +7,16 @@ from pathlib import Path
 
 from gateway import ErrorCode
 from pki._service import STATUSES
+from registry import (
+    ConfigurationExpired,
+    ConfigurationMalformed,
+    ConfigurationRollback,
+    ConfigurationSignatureInvalid,
+    ConfigurationSignerUntrusted,
+    GlobalConfigurationInvalid,
+    RegistryUnavailable,
+)
+from registry._service import STATUSES as REGISTRY_STATUSES
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "errors.md"
 ROW = re.compile(r"^\| `([a-z_0-9]+)` \| ([A-Z_]+) \|", re.M)
@@ -33,6 +43,26 @@ def test_every_gateway_code_is_documented_with_its_status() -> None:
 def test_every_ca_code_is_documented_with_its_status() -> None:
     rows = {m.group(1): m.group(2) for m in ROW.finditer(section("CA service"))}
     assert rows == {error.code: status.name for error, status in STATUSES.items()}
+
+
+def test_every_registry_service_code_is_documented_with_its_status() -> None:
+    rows = {m.group(1): m.group(2) for m in ROW.finditer(section("Registry service"))}
+    assert rows == {error.code: status.name for error, status in REGISTRY_STATUSES.items()}
+
+
+def test_every_configuration_refusal_code_is_documented() -> None:
+    text = section("Global configuration (security servers)")
+    documented = set(re.findall(r"^\| `([a-z_0-9]+)` \|", text, re.M))
+    refusals = {
+        ConfigurationMalformed,
+        ConfigurationSignatureInvalid,
+        ConfigurationSignerUntrusted,
+        ConfigurationExpired,
+        ConfigurationRollback,
+        GlobalConfigurationInvalid,
+        RegistryUnavailable,
+    }
+    assert documented == {error.code for error in refusals}
 
 
 def test_gateway_and_ca_codes_never_share_a_name_but_internal_error() -> None:

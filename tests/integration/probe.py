@@ -264,3 +264,38 @@ async def start_probe(
     port = server.add_insecure_port(address)
     await server.start()
     return server, port
+
+
+SERVER_STREAMING = frozenset({"ServerStream", "HeadersFirst", "Counting", "StreamFail"})
+CLIENT_STREAMING = frozenset({"ClientStream", "SlowReader"})
+BIDI_STREAMING = frozenset({"Bidi", "Collect", "Greeter", "Once"})
+DESCRIPTOR_FILE = "test/v1/probe.proto"
+
+
+def probe_descriptor_files(methods: tuple[str, ...]) -> tuple[bytes, ...]:
+    """Descriptor files that declare ``test.v1.Probe`` with ``methods`` (each taking and
+    returning ``google.protobuf.BytesValue``), as a provider registers them; the wrappers file
+    it imports comes second."""
+    from google.protobuf import descriptor_pb2, wrappers_pb2
+
+    file = descriptor_pb2.FileDescriptorProto(
+        name=DESCRIPTOR_FILE,
+        package="test.v1",
+        syntax="proto3",
+        dependency=[wrappers_pb2.DESCRIPTOR.name],
+    )
+    service = file.service.add(name="Probe")
+    for name in methods:
+        service.method.add(
+            name=name,
+            input_type=".google.protobuf.BytesValue",
+            output_type=".google.protobuf.BytesValue",
+            client_streaming=name in CLIENT_STREAMING or name in BIDI_STREAMING,
+            server_streaming=name in SERVER_STREAMING or name in BIDI_STREAMING,
+        )
+    wrappers = descriptor_pb2.FileDescriptorProto()
+    wrappers_pb2.DESCRIPTOR.CopyToProto(wrappers)
+    return (
+        file.SerializeToString(deterministic=True),
+        wrappers.SerializeToString(deterministic=True),
+    )

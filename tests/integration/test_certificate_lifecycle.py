@@ -4,6 +4,7 @@ a root rollover — with real gateways and a real CA service."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import logging
 import time
@@ -13,8 +14,10 @@ import grpc
 import pytest
 
 import pki
+from proto import RegistryId
+from proto.pintu.v1 import registry_pb2
 from tests.integration.support import assert_refusal
-from tests.integration.testbed import TwoGateways, metadata, probe
+from tests.integration.testbed import B, TwoGateways, metadata, probe
 
 pytestmark = pytest.mark.integration
 
@@ -199,9 +202,27 @@ async def test_root_rollover_without_stopping_exchanges(make_testbed) -> None:
 
     now = dt.datetime.now(dt.UTC)
     folder.rollover_begin(now=now, actor="test")  # G2 trusted beside G1
+    # The registry trusts G2 too, so that servers renewed under G2 can register their
+    # certificates (`pintu registry rotate-signing-key` does this from the CA's trust bundle).
+    registry = testbed.registry.service
+    both = pki.certificate_pem(*folder.trust_bundle().roots)
+    registry.replace_tls(dataclasses.replace(registry.settings.tls, trust_anchors=both))
     await asyncio.sleep(3)
     assert all(len(roots(g)) == 2 for g in gateways), [roots(g) for g in gateways]
     folder.rollover_switch(now=dt.datetime.now(dt.UTC), actor="test")  # G2 issues
+    # The registry's signing key is rotated under G2 before G1 is retired.
+    signing_key = pki.generate_key()
+    g2 = folder.generation(2)
+    g2_ca = pki.CertificateAuthority(
+        testbed.pki.storage.load("G2-issuing"), g2.issuing, folder.settings.urls(2)
+    )
+    signer = g2_ca.issue_configuration_signing_certificate(
+        RegistryId("DEMO"),
+        signing_key.public_key(),
+        now=dt.datetime.now(dt.UTC),
+        lifetime=dt.timedelta(days=1),
+    )
+    registry.replace_signer(signing_key, (signer, g2.issuing))
     await asyncio.sleep(8)  # every certificate renewed at least once under G2
     g2_issuing = folder.generation(2).issuing
     for gateway in gateways:
@@ -214,4 +235,9 @@ async def test_root_rollover_without_stopping_exchanges(make_testbed) -> None:
     assert outcomes["ok"] > 100
     g2_root = folder.generation(2).root.subject.rfc4514_string()
     assert all(roots(g) == [g2_root] for g in gateways)
+    # The gateways still follow the registry, now signed under G2 only.
+    version = await testbed.registry.operator.change(
+        [registry_pb2.RegistryChange(add_subsystem=B.subsystem("late").to_proto())], "after"
+    )
+    await testbed.registry.caught_up(version)
     print(f"rollover under load: {outcomes['ok']} exchanges, no failure")

@@ -183,7 +183,7 @@ async def test_provider_refuses_an_exchange_for_an_unregistered_client_subsystem
 ) -> None:
     """An exchange from C's registered server for a client subsystem C/ghost that the registry
     does not know is refused by the provider with client_unknown; the backend sees no call."""
-    channel = testbed.peer_channel(testbed.pki.server_identity(C_SERVER))
+    channel = testbed.peer_channel(await testbed.registered_identity(C_SERVER))
     header = exchange_header(client=C.subsystem("ghost"), server=C_SERVER)
     call = channel.unary_unary("/test.v1.Probe/Echo")(
         b"x", metadata=[("pintu-exchange-bin", header)], timeout=5

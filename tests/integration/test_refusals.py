@@ -4,16 +4,19 @@ and never taking a gateway down."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
 
 import grpc
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 import pki
 from gateway import Limits
-from proto.pintu.v1 import metaservices_pb2, metaservices_pb2_grpc
+from proto.pintu.v1 import metaservices_pb2, metaservices_pb2_grpc, registry_pb2
 from tests.integration.support import assert_refusal, exchange_header, refused, still_serving
 from tests.integration.testbed import (
     B_SERVER,
@@ -224,7 +227,7 @@ async def test_provider_gateway_down(make_testbed) -> None:
 
 async def test_peer_certificate_of_another_member_than_the_client(testbed: TwoGateways) -> None:
     # A server of member C presents its own, valid certificate but claims a client of member A.
-    channel = testbed.peer_channel(testbed.pki.server_identity(C_SERVER))
+    channel = testbed.peer_channel(await testbed.registered_identity(C_SERVER))
     call = channel.unary_unary("/test.v1.Probe/Echo")(
         b"x", metadata=[("pintu-exchange-bin", exchange_header(client=CLIENT))], timeout=10
     )
@@ -234,7 +237,7 @@ async def test_peer_certificate_of_another_member_than_the_client(testbed: TwoGa
 
 
 async def test_peer_claiming_to_be_another_server(testbed: TwoGateways) -> None:
-    channel = testbed.peer_channel(testbed.pki.server_identity(C_SERVER))
+    channel = testbed.peer_channel(await testbed.registered_identity(C_SERVER))
     header = exchange_header(client=C_CLIENT, server=B_SERVER)
     call = channel.unary_unary("/test.v1.Probe/Echo")(
         b"x", metadata=[("pintu-exchange-bin", header)], timeout=10
@@ -254,13 +257,51 @@ async def test_peer_not_registered(testbed: TwoGateways) -> None:
     assert_refusal(error, S.PERMISSION_DENIED, "peer_unknown", "provider_gateway")
 
 
+async def test_peer_certificate_not_registered_for_its_server(testbed: TwoGateways) -> None:
+    """C/ss1 is registered, and this certificate from the federation CA names it, but it is not
+    the certificate registered for C/ss1 (a stolen key, a forgotten test box): refused."""
+    channel = testbed.peer_channel(testbed.pki.server_identity(C_SERVER))
+    header = exchange_header(client=C_CLIENT, server=C_SERVER)
+    call = channel.unary_unary("/test.v1.Probe/Echo")(
+        b"x", metadata=[("pintu-exchange-bin", header)], timeout=10
+    )
+    error = await refused(call)
+    assert_refusal(error, S.PERMISSION_DENIED, "peer_certificate_unregistered", "provider_gateway")
+    assert testbed.probe.calls == []
+
+
+async def test_a_removed_certificate_is_refused_once_the_registry_says_so(
+    testbed: TwoGateways,
+) -> None:
+    """The same peer passes the registration check while its certificate is registered (and is
+    stopped only later, for stapling no OCSP response), and is refused for its certificate once
+    the registry removed it: no restart, no static file."""
+    identity = await testbed.registered_identity(C_SERVER)
+    header = exchange_header(client=C_CLIENT, server=C_SERVER)
+    call = testbed.peer_channel(identity).unary_unary("/test.v1.Probe/Echo")
+    error = await refused(call(b"x", metadata=[("pintu-exchange-bin", header)], timeout=10))
+    assert_refusal(error, S.UNAUTHENTICATED, "peer_status_missing", "provider_gateway")
+    der = x509.load_pem_x509_certificate(identity.certificate_chain).public_bytes(
+        serialization.Encoding.DER
+    )
+    await testbed.registry.change(
+        registry_pb2.RegistryChange(
+            remove_certificate=registry_pb2.CertificateChange(
+                server=C_SERVER.to_proto(), sha256=hashlib.sha256(der).digest()
+            )
+        )
+    )
+    error = await refused(call(b"x", metadata=[("pintu-exchange-bin", header)], timeout=10))
+    assert_refusal(error, S.PERMISSION_DENIED, "peer_certificate_unregistered", "provider_gateway")
+
+
 @pytest.mark.parametrize(
     "header",
     [None, b"\xff\xff\xff", b""],
     ids=["missing", "garbage", "empty"],
 )
 async def test_exchange_header_missing_or_malformed(testbed: TwoGateways, header) -> None:
-    channel = testbed.peer_channel(testbed.pki.server_identity(C_SERVER))
+    channel = testbed.peer_channel(await testbed.registered_identity(C_SERVER))
     entries = [] if header is None else [("pintu-exchange-bin", header)]
     call = channel.unary_unary("/test.v1.Probe/Echo")(b"x", metadata=entries, timeout=10)
     error = await refused(call)
@@ -268,7 +309,7 @@ async def test_exchange_header_missing_or_malformed(testbed: TwoGateways, header
 
 
 async def test_exchange_header_for_another_method(testbed: TwoGateways) -> None:
-    channel = testbed.peer_channel(testbed.pki.server_identity(C_SERVER))
+    channel = testbed.peer_channel(await testbed.registered_identity(C_SERVER))
     header = exchange_header(client=C_CLIENT, method="/test.v1.Probe/Metadata")
     call = channel.unary_unary("/test.v1.Probe/Echo")(
         b"x", metadata=[("pintu-exchange-bin", header)], timeout=10

@@ -9,10 +9,16 @@ Members of the test federation (instance DEMO):
 * ``DEMO/COM/C`` has a registered server ``C/ss1`` but no running gateway (tests use its
   certificate to act as a rogue peer);
 * ``DEMO/GOV/Z`` is a member without any security server.
+
+A real registry service (SQLite in the testbed's folder) distributes the signed global
+configuration; both gateways follow it with :class:`registry.ConfigurationClient` (polling every
+half second) and registered their certificates with it after enrolling, as real ones do.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import datetime as dt
 import shutil
 import tempfile
@@ -23,6 +29,8 @@ from pathlib import Path
 
 import grpc
 import grpc.aio
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 import pintu
 import pki
@@ -35,16 +43,35 @@ from gateway import (
     SecurityServer,
     security_server,
 )
-from proto import MemberId, SecurityServerId, SubsystemId
-from registry import GlobalConfiguration, Member, Service
+from proto import MemberId, OperatorId, RegistryId, SecurityServerId, SubsystemId
+from proto.pintu.v1 import registry_pb2
+from registry import (
+    Anchor,
+    ConfigurationClient,
+    GlobalConfiguration,
+    Member,
+    RegistryClient,
+    RegistryService,
+    RegistrySettings,
+    Service,
+    import_changes,
+)
 from registry import SecurityServer as RegisteredServer
-from tests.integration.probe import SERVICE, ProbeRecord, start_probe
+from tests.integration.probe import (
+    DESCRIPTOR_FILE,
+    SERVICE,
+    ProbeRecord,
+    probe_descriptor_files,
+    start_probe,
+)
 
 A = MemberId("DEMO", "GOV", "A")
 B = MemberId("DEMO", "GOV", "B")
 C = MemberId("DEMO", "COM", "C")
 Z = MemberId("DEMO", "GOV", "Z")
 A_SERVER, B_SERVER, C_SERVER = A.server("ss1"), B.server("ss1"), C.server("ss1")
+# A second security server of B, started on demand (TwoGateways.start_provider_server).
+B2_SERVER = B.server("ss2")
 CLIENT = A.subsystem("client")
 SECURE_CLIENT = A.subsystem("secure")
 IDLE = A.subsystem("idle")
@@ -210,6 +237,51 @@ class ThrowawayPki:
             refresh=refresh,
         )
 
+    def registry_settings(
+        self, database: str, validity: dt.timedelta = dt.timedelta(hours=1)
+    ) -> RegistrySettings:
+        """A registry's settings with a signing certificate and a TLS certificate from this CA,
+        and the operators ``admin`` (admin) and ``auditor`` (viewer)."""
+        signing_key, tls_key = pki.generate_key(), pki.generate_key()
+        signer = self.ca.issue_configuration_signing_certificate(
+            RegistryId("DEMO"),
+            signing_key.public_key(),
+            now=self.now,
+            lifetime=dt.timedelta(days=1),
+        )
+        tls = self.ca.issue_service_certificate(
+            "registry",
+            ["127.0.0.1"],
+            tls_key.public_key(),
+            now=self.now,
+            lifetime=dt.timedelta(days=1),
+            reserved=(pki.REGISTRY_TLS_NAME,),
+        )
+        return RegistrySettings(
+            instance="DEMO",
+            database=database,
+            listen="127.0.0.1:0",
+            http_listen="127.0.0.1:0",
+            tls=pki.TlsIdentity(
+                pki.key_pem(tls_key),
+                pki.certificate_pem(tls, self.ca.certificate),
+                self.anchors,
+            ),
+            signing_key=signing_key,
+            signing_chain=(signer, self.ca.certificate),
+            operators={OperatorId("admin"): "admin", OperatorId("auditor"): "viewer"},
+            validity=validity,
+        )
+
+    def operator_identity(self, name: str = "admin") -> pki.TlsIdentity:
+        key = pki.generate_key()
+        certificate = self.ca.issue_operator_certificate(
+            OperatorId(name), key.public_key(), now=self.now, lifetime=dt.timedelta(days=1)
+        )
+        return pki.TlsIdentity(
+            pki.key_pem(key), pki.certificate_pem(certificate, self.ca.certificate), self.anchors
+        )
+
     def revoke(self, serial: int, reason: str = "key_compromise") -> None:
         """Revoke a certificate as ``pintu ca revoke`` does (another connection to the ledger)."""
         ledger = self.folder.ledger()
@@ -230,9 +302,90 @@ def configuration(addresses: dict[SecurityServerId, str]) -> GlobalConfiguration
             Member(C, "Company C", frozenset({"app"})),
             Member(Z, "Agency Z", frozenset({"records"})),
         ],
-        [RegisteredServer(server, address) for server, address in addresses.items()],
-        [Service(PROBE, PROBE_METHODS, "Test probe")],
+        [RegisteredServer(server, (address,)) for server, address in addresses.items()],
+        [
+            Service(
+                PROBE,
+                PROBE_METHODS,
+                "Test probe",
+                personal_data=True,
+                data_categories=("identity",),
+                purposes=("testing",),
+                legal_basis="Test Act, art. 1",
+                descriptor_file=DESCRIPTOR_FILE,
+            )
+        ],
+        descriptor_files=probe_descriptor_files(PROBE_METHODS),
     )
+
+
+class TestRegistry:
+    """A running registry service and its admin operator's client."""
+
+    def __init__(self, service: RegistryService, operator: RegistryClient) -> None:
+        self.service = service
+        self.operator = operator
+        self.followers: list[ConfigurationClient] = []
+
+    @staticmethod
+    async def start(
+        test_pki: ThrowawayPki,
+        content: GlobalConfiguration,
+        validity: dt.timedelta = dt.timedelta(hours=1),
+    ) -> TestRegistry:
+        settings = test_pki.registry_settings(
+            f"sqlite:///{test_pki.path / 'registry.db'}", validity
+        )
+        service = RegistryService(settings)
+        await service.start()
+        operator = RegistryClient(f"127.0.0.1:{service.port}", test_pki.operator_identity())
+        registry = TestRegistry(service, operator)
+        await operator.change(import_changes(content), "the test federation")
+        return registry
+
+    @property
+    def anchor(self) -> Anchor:
+        return Anchor(
+            "DEMO",
+            (f"http://127.0.0.1:{self.service.http_port}/global-configuration",),
+            f"127.0.0.1:{self.service.port}",
+            tuple(x509.load_pem_x509_certificates(self.service.settings.tls.trust_anchors)),
+        )
+
+    async def follower(self, folder: Path, poll: float = 0.5) -> ConfigurationClient:
+        """A security server's configuration client, with the current configuration in hand."""
+        client = ConfigurationClient(
+            self.anchor, folder / "global-configuration.pb", poll=dt.timedelta(seconds=poll)
+        )
+        await client.refresh()
+        self.followers.append(client)
+        return client
+
+    async def change(self, *changes: registry_pb2.RegistryChange) -> int:
+        """Apply ``changes`` and wait (at most 10 s) until every gateway uses the result."""
+        version = await self.operator.change(list(changes), "a test")
+        await self.caught_up(version)
+        return version
+
+    async def caught_up(self, version: int) -> None:
+        async with asyncio.timeout(10):
+            for follower in self.followers:
+                await follower.catch_up(version)
+
+    async def register(self, identity: pki.TlsIdentity, server: SecurityServerId) -> None:
+        """Register ``identity``'s certificate for ``server`` (beside its others)."""
+        certificate = x509.load_pem_x509_certificate(identity.certificate_chain)
+        await self.change(
+            registry_pb2.RegistryChange(
+                add_certificate=registry_pb2.CertificateChange(
+                    server=server.to_proto(),
+                    certificate=certificate.public_bytes(serialization.Encoding.DER),
+                )
+            )
+        )
+
+    async def stop(self) -> None:
+        await self.service.stop(0)
 
 
 @dataclass
@@ -240,6 +393,7 @@ class TwoGateways:
     """A running two-gateway federation; ``close`` stops everything."""
 
     pki: ThrowawayPki
+    registry: TestRegistry
     configuration: GlobalConfiguration
     consumer: SecurityServer
     provider: SecurityServer
@@ -247,6 +401,8 @@ class TwoGateways:
     backend: grpc.aio.Server | None
     backend_address: str
     channels: list[grpc.aio.Channel] = field(default_factory=list)
+    # Security servers and backends started by the helpers below; ``close`` stops them too.
+    more_providers: list[ProviderServer] = field(default_factory=list)
 
     def agency_channel(self) -> grpc.aio.Channel:
         """A plaintext channel to the consumer gateway's agency listener."""
@@ -285,15 +441,98 @@ class TwoGateways:
         self.channels.append(channel)
         return channel
 
+    async def registered_identity(self, server: SecurityServerId) -> pki.TlsIdentity:
+        """A fresh authentication certificate of ``server`` from the federation CA, registered
+        for it (as a rogue but registered peer holds)."""
+        identity = self.pki.server_identity(server)
+        await self.registry.register(identity, server)
+        return identity
+
+    async def start_provider_server(
+        self, server: SecurityServerId = B2_SERVER, subsystems: Sequence[str] = ("provider",)
+    ) -> ProviderServer:
+        """Start another security server of B that serves ``PROVIDER``'s probe, set up as a real
+        one is: an admin registers it with its address (serving ``subsystems``), it enrolls
+        with the CA service and registers its certificate itself, and it follows the registry.
+
+        It has a probe backend of its own (the same implementation), so that the calls each
+        provider server passed on can be told apart. Returns once every gateway uses the
+        configuration that lists it.
+        """
+        record = ProbeRecord()
+        backend, backend_port = await start_probe(record)
+        address = f"127.0.0.1:{free_port()}"
+        await self.registry.change(
+            registry_pb2.RegistryChange(
+                put_security_server=registry_pb2.RegisteredServer(
+                    id=server.to_proto(), addresses=[address], subsystems=sorted(subsystems)
+                )
+            )
+        )
+        tls, keeper = await self.pki.enroll(
+            server, max_age=dt.timedelta(minutes=10), refresh=dt.timedelta(seconds=30)
+        )
+        version = await RegistryClient(self.registry.anchor.registry, tls).register_certificate()
+        gateway = security_server(
+            GatewaySettings(
+                server=server,
+                peer_address=address,
+                peer_tls=tls,
+                agency_listeners=(AgencyListener("127.0.0.1:0"),),
+                registry=await self.registry.follower(keeper.key_path.parent),
+                certificate_propagation_seconds=1.2,
+                pki=keeper,
+                services={PROBE: LocalService(PROBE, f"127.0.0.1:{backend_port}")},
+            )
+        )
+        started = ProviderServer(server, address, gateway, record, backend)
+        self.more_providers.append(started)
+        await gateway.start()
+        await self.registry.caught_up(version)
+        return started
+
+    async def move_provider(self, address: str) -> None:
+        """Stop the provider gateway ``B/ss1`` and start it again listening on ``address``, with
+        its certificate and a fresh configuration client; the registry is not told (the test
+        does that)."""
+        old = self.provider
+        await old.stop(0)
+        if old.settings.registry in self.registry.followers:
+            self.registry.followers.remove(old.settings.registry)
+        folder = old.settings.pki.key_path.parent
+        self.provider = security_server(
+            dataclasses.replace(
+                old.settings,
+                peer_address=address,
+                registry=await self.registry.follower(folder),
+            )
+        )
+        await self.provider.start()
+
     async def close(self) -> None:
         for channel in self.channels:
             await channel.close()
         await self.consumer.stop(0)
         await self.provider.stop(0)
+        for extra in self.more_providers:
+            await extra.gateway.stop(0)
+            await extra.backend.stop(0)
         if self.backend is not None:
             await self.backend.stop(0)
+        await self.registry.stop()
         await self.pki.stop()
         shutil.rmtree(self.pki.path, ignore_errors=True)
+
+
+@dataclass
+class ProviderServer:
+    """Another running security server of the provider member, with its own probe backend."""
+
+    server: SecurityServerId
+    address: str
+    gateway: SecurityServer
+    probe: ProbeRecord
+    backend: grpc.aio.Server
 
 
 def metadata(
@@ -325,6 +564,8 @@ async def build_testbed(
     refresh: dt.timedelta = dt.timedelta(seconds=30),
     renew_at: float = 2 / 3,
     metrics: bool = False,
+    registry_validity: dt.timedelta = dt.timedelta(hours=1),
+    propagation: float = 1.2,  # two polls and a margin
 ) -> TwoGateways:
     """Start a CA service, the probe backend and both gateways (enrolled with the CA).
 
@@ -346,8 +587,15 @@ async def build_testbed(
         **dict(extra_servers),
     }
     conf = configuration(addresses)
+    registry = await TestRegistry.start(test_pki, conf, registry_validity)
     timing = {"max_age": max_age, "refresh": refresh, "renew_at": renew_at}
     consumer_tls, consumer_pki = await test_pki.enroll(A_SERVER, **timing)
+    await RegistryClient(registry.anchor.registry, consumer_tls).register_certificate()
+    provider_tls, provider_pki = await test_pki.enroll(B_SERVER, **timing)
+    if provider_authority == "foreign":
+        provider_tls = test_pki.server_identity(B_SERVER, test_pki.foreign)
+    else:
+        await RegistryClient(registry.anchor.registry, provider_tls).register_certificate()
     consumer = security_server(
         GatewaySettings(
             server=A_SERVER,
@@ -357,7 +605,8 @@ async def build_testbed(
                 AgencyListener("127.0.0.1:0"),
                 AgencyListener("127.0.0.1:0", test_pki.listener_identity(A_SERVER)),
             ),
-            global_configuration=conf,
+            registry=await registry.follower(consumer_pki.key_path.parent),
+            certificate_propagation_seconds=propagation,
             pki=consumer_pki,
             clients={
                 CLIENT: LocalClient(CLIENT),
@@ -368,16 +617,14 @@ async def build_testbed(
         ),
         clock=consumer_clock,
     )
-    provider_tls, provider_pki = await test_pki.enroll(B_SERVER, **timing)
-    if provider_authority == "foreign":
-        provider_tls = test_pki.server_identity(B_SERVER, test_pki.foreign)
     provider = security_server(
         GatewaySettings(
             server=B_SERVER,
             peer_address=addresses[B_SERVER],
             peer_tls=provider_tls,
             agency_listeners=(AgencyListener("127.0.0.1:0"),),
-            global_configuration=conf,
+            registry=await registry.follower(provider_pki.key_path.parent),
+            certificate_propagation_seconds=propagation,
             pki=provider_pki,
             services={PROBE: LocalService(PROBE, f"127.0.0.1:{backend_port}", service_timeout)},
             limits=limits,
@@ -386,7 +633,7 @@ async def build_testbed(
     await consumer.start()
     await provider.start()
     return TwoGateways(
-        test_pki, conf, consumer, provider, record, backend, f"127.0.0.1:{backend_port}"
+        test_pki, registry, conf, consumer, provider, record, backend, f"127.0.0.1:{backend_port}"
     )
 
 

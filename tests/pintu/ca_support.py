@@ -1,9 +1,12 @@
-"""Running ``pintu ca ...`` and ``pintu gateway enroll`` as an operator does: real subprocesses,
-real ports on 127.0.0.1, OpenSSL's command line to check what they wrote and served."""
+"""Running ``pintu ca ...``, ``pintu registry ...`` and ``pintu gateway enroll|register`` as an
+operator does: real subprocesses, real ports on 127.0.0.1, OpenSSL's command line to check what
+they wrote and served."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import os
 import re
 import signal
@@ -15,9 +18,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 import pki
 from pintu import free_port
@@ -33,12 +38,13 @@ STOP_TIMEOUT = 10.0
 PICK_UP = 5.0
 SECRET_VARIABLES = ("PINTU_CA_PASSPHRASE", "PINTU_CA_PIN")
 ERROR_LINE = re.compile(r"^pintu: error \[(?P<code>[a-z0-9_]+)\]: (?P<message>.+)$")
+# An identity may hold spaces (the registry's TLS certificate is "Pintu registry DEMO").
 LISTING_LINE = re.compile(
-    r"^(?P<serial>\d+)\s+(?P<kind>\S+)\s+(?P<identity>\S+)\s+until \S+ \S+\s+(?P<state>.+)$"
+    r"^(?P<serial>\d+)\s+(?P<kind>\S+)\s+(?P<identity>\S.*?)\s+until \S+ \S+\s+(?P<state>.+)$"
 )
 JOURNAL_LINE = re.compile(
-    r"^\s*(?P<sequence>\d+)\s+\S+ \S+\s+(?P<action>\S+)\s+(?P<identity>\S+)\s+(?P<serial>\S+)"
-    r"\s+by (?P<actor>.+?)  (?P<detail>\{.*\})$"
+    r"^\s*(?P<sequence>\d+)\s+\S+ \S+\s+(?P<action>\S+)\s+(?P<identity>\S.*?)\s+"
+    r"(?P<serial>\d+|-)\s+by (?P<actor>.+?)  (?P<detail>\{.*\})$"
 )
 
 
@@ -246,41 +252,169 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def serving(ca: CaDirectory, scratch: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """``pintu ca serve`` in the background until the block ends; waits for its ready file."""
-    scratch.mkdir(parents=True, exist_ok=True)
-    ready, log_path = scratch / "ca.ready", scratch / "ca-serve.log"
+def background(
+    arguments: list[str | Path], ready: Path, log_path: Path, env: dict[str, str]
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m pintu ARGUMENTS --ready-file READY`` in the background until the block ends;
+    waits (bounded) for the ready file; stopped by SIGTERM (then SIGKILL) whatever happens."""
+    ready.parent.mkdir(parents=True, exist_ok=True)
+    ready.unlink(missing_ok=True)
+    command = [sys.executable, "-m", "pintu", *map(str, arguments), "--ready-file", str(ready)]
     with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "pintu",
-                "ca",
-                "serve",
-                "--dir",
-                str(ca.path),
-                "--passphrase-file",
-                str(ca.secret),
-                "--ready-file",
-                str(ready),
-            ],
-            cwd=REPO,
-            env=ca.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + READY_TIMEOUT
         while not ready.exists():
             if process.poll() is not None:
-                pytest.fail(f"ca serve exited {process.returncode}:\n{log_path.read_text()}")
+                pytest.fail(f"{command} exited {process.returncode}:\n{log_path.read_text()}")
             if time.monotonic() > deadline:
-                pytest.fail(f"ca serve not ready within {READY_TIMEOUT} s:\n{log_path.read_text()}")
+                pytest.fail(
+                    f"{command} not ready within {READY_TIMEOUT} s:\n{log_path.read_text()}"
+                )
             time.sleep(0.05)
         yield process
     finally:
         stop(process)
+
+
+@contextmanager
+def serving(ca: CaDirectory, scratch: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``pintu ca serve`` in the background until the block ends; waits for its ready file."""
+    with background(
+        ["ca", "serve", "--dir", ca.path, "--passphrase-file", ca.secret],
+        scratch / "ca.ready",
+        scratch / "ca-serve.log",
+        ca.env,
+    ) as process:
+        yield process
+
+
+# --- the registry ---------------------------------------------------------------------------------
+
+MEMBER = "DEMO/GOV/X"
+# What every registry of these tests starts with (``pintu registry import``): the member whose
+# security servers the tests enroll, and those servers (without certificates: enrollment
+# registers them).
+FEDERATION: dict[str, object] = {
+    "version": 1,
+    "instance": INSTANCE,
+    "members": [{"id": MEMBER, "name": "Agency X", "subsystems": ["app"]}],
+    "security_servers": [
+        {"id": f"{MEMBER}/ss1", "address": "127.0.0.1:17103"},
+        {"id": f"{MEMBER}/ss2", "address": "127.0.0.1:17203"},
+    ],
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryDirectory:
+    """A registry folder made by ``pintu registry init`` with a CA, and the credentials folder
+    of its admin operator (``pintu registry operator``)."""
+
+    path: Path
+    ca: CaDirectory
+    admin: Path
+
+    @property
+    def anchor(self) -> Path:
+        return self.path / "anchor.json"
+
+    def run(self, *arguments: str | Path) -> subprocess.CompletedProcess[str]:
+        """``pintu registry ARGUMENTS --operator ADMIN``."""
+        return pintu("registry", *arguments, "--operator", self.admin, env=self.ca.env)
+
+    def state(self) -> dict[str, Any]:
+        """``pintu registry state``, parsed."""
+        parsed: dict[str, Any] = json.loads(succeeded(self.run("state")))
+        return parsed
+
+    def rotate(self) -> None:
+        """``pintu registry rotate-signing-key`` (new keys from the CA's active generation, and
+        its current roots); fails the test if it does not succeed."""
+        succeeded(
+            pintu(
+                "registry",
+                "rotate-signing-key",
+                "--dir",
+                self.path,
+                "--ca-dir",
+                self.ca.path,
+                "--passphrase-file",
+                self.ca.secret,
+                env=self.ca.env,
+            )
+        )
+
+    def certificates_of(self, server: str) -> list[str]:
+        """The SHA-256 (hex) of the certificates registered for ``server``."""
+        for entry in self.state()["security_servers"]:
+            if entry["id"] == server:
+                found: list[str] = entry["certificates_sha256"]
+                return found
+        raise AssertionError(f"{server} is not in the registry")
+
+
+def init_registry(ca: CaDirectory, path: Path) -> RegistryDirectory:
+    """``pintu registry init`` on fresh ports and ``pintu registry operator`` of ``admin``;
+    fails the test if either does not succeed."""
+    with_ca = ["--dir", path, "--ca-dir", ca.path, "--passphrase-file", ca.secret]
+    succeeded(
+        pintu(
+            "registry",
+            "init",
+            *with_ca,
+            "--instance",
+            INSTANCE,
+            "--listen",
+            f"127.0.0.1:{free_port()}",
+            "--http-listen",
+            f"127.0.0.1:{free_port()}",
+            env=ca.env,
+        )
+    )
+    admin = path.parent / f"{path.name}-admin"
+    succeeded(
+        pintu(
+            "registry",
+            "operator",
+            *with_ca,
+            "--name",
+            "admin",
+            "--role",
+            "admin",
+            "--out",
+            admin,
+            env=ca.env,
+        )
+    )
+    return RegistryDirectory(path, ca, admin)
+
+
+@contextmanager
+def serving_registry(
+    registry: RegistryDirectory, scratch: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``pintu registry serve`` in the background until the block ends."""
+    with background(
+        ["registry", "serve", "--dir", registry.path],
+        scratch / "registry.ready",
+        scratch / "registry-serve.log",
+        registry.ca.env,
+    ) as process:
+        yield process
+
+
+def import_federation(registry: RegistryDirectory) -> None:
+    """``pintu registry import`` of :data:`FEDERATION` (the registry must be running)."""
+    document = registry.path.parent / f"{registry.path.name}-federation.json"
+    document.write_text(json.dumps(FEDERATION), encoding="utf-8")
+    succeeded(registry.run("import", document, "--reason", "the test federation"))
+
+
+def fingerprint(path: Path) -> str:
+    """SHA-256 (hex) of the first certificate in a PEM file, as the registry names it."""
+    der = certificates(path)[0].public_bytes(serialization.Encoding.DER)
+    return hashlib.sha256(der).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,16 +441,22 @@ class GatewayFiles:
         return self.config.parent / "signing.pem"
 
 
-def gateway_files(directory: Path, server: str, ca: CaDirectory, *roots: Path) -> GatewayFiles:
+def gateway_files(
+    directory: Path, server: str, ca: CaDirectory, *roots: Path, anchor: Path
+) -> GatewayFiles:
     """A minimal gateway.toml in ``directory`` (no ``pki.signing_*``: enrollment's defaults,
     signing.key and signing.pem beside it, apply); its trust anchors are ``roots`` (default:
-    G1's root), copied there beforehand as enrollment requires."""
+    G1's root) and its registry anchor a copy of ``anchor``, both copied there beforehand as
+    enrollment requires."""
     directory.mkdir(parents=True)
     anchors = directory / "anchors.pem"
     anchors.write_bytes(b"".join(r.read_bytes() for r in roots or (ca.pem(1, "root"),)))
+    (directory / "anchor.json").write_bytes(anchor.read_bytes())
     config = directory / "gateway.toml"
     config.write_text(
         f'server = "{server}"\n\n'
+        "[registry]\n"
+        'anchor = "anchor.json"\n\n'
         "[peer]\n"
         'key = "auth.key"\n'
         'certificate = "auth.pem"\n'
@@ -333,6 +473,11 @@ def enroll(
 ) -> subprocess.CompletedProcess[str]:
     """``pintu gateway enroll --config gateway.toml --token TOKEN``."""
     return pintu("gateway", "enroll", "--config", gateway.config, "--token", token, env=env)
+
+
+def register(gateway: GatewayFiles) -> subprocess.CompletedProcess[str]:
+    """``pintu gateway register --config gateway.toml``."""
+    return pintu("gateway", "register", "--config", gateway.config)
 
 
 def trust_bundle(ca: CaDirectory, *anchors: Path) -> pki.TrustUpdate:

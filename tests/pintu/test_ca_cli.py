@@ -1,9 +1,13 @@
-"""``pintu ca ...`` and ``pintu gateway enroll`` run as an operator runs them: subprocesses on
-127.0.0.1, checked with OpenSSL's command line; the PKCS#11 case with a SoftHSM2 token."""
+"""``pintu ca ...`` and ``pintu gateway enroll|register`` run as an operator runs them:
+subprocesses on 127.0.0.1, checked with OpenSSL's command line; the PKCS#11 case with a SoftHSM2
+token. Enrollment registers the new certificate with a real registry (``pintu registry serve``
+made with ``pintu registry init`` from the same CA)."""
 
 from __future__ import annotations
 
 import getpass
+import json
+import re
 import shutil
 import tomllib
 from collections.abc import Iterator
@@ -19,18 +23,25 @@ from cryptography.x509 import ocsp
 import pki
 from tests.pintu.ca_support import (
     INSTANCE,
+    MEMBER,
     CaDirectory,
     GatewayFiles,
+    RegistryDirectory,
     certificates,
     enroll,
     environment,
+    fingerprint,
     gateway_files,
+    import_federation,
     init_ca,
+    init_registry,
     mode,
     openssl,
     pintu,
     refused,
+    register,
     serving,
+    serving_registry,
     succeeded,
     trust_bundle,
     wait_until,
@@ -39,9 +50,9 @@ from tests.pki.softhsm import SOFTHSM_MODULE, SoftHsmStore, softhsm_token
 
 pytestmark = pytest.mark.integration
 
-SS1 = "DEMO/GOV/X/ss1"
-SS2 = "DEMO/GOV/X/ss2"
-MEMBER = "DEMO/GOV/X"
+SS1 = f"{MEMBER}/ss1"
+SS2 = f"{MEMBER}/ss2"
+SS3 = f"{MEMBER}/ss3"  # a server the registry does not know
 PASSPHRASE = "correct horse battery staple"
 PIN = "4321"
 SO_PIN = "8765"
@@ -113,9 +124,28 @@ def served_ca(ca: CaDirectory, tmp_path: Path) -> Iterator[CaDirectory]:
 
 
 @pytest.fixture
-def enrolled(served_ca: CaDirectory, tmp_path: Path) -> Enrollment:
+def registry(ca: CaDirectory, tmp_path: Path) -> RegistryDirectory:
+    """A registry of the CA (``pintu registry init``, an admin operator) that knows member
+    DEMO/GOV/X and its servers ss1 and ss2 (imported while it ran); not running."""
+    made = init_registry(ca, tmp_path / "registry")
+    with serving_registry(made, tmp_path / "run"):
+        import_federation(made)
+    return made
+
+
+@pytest.fixture
+def served_registry(registry: RegistryDirectory, tmp_path: Path) -> Iterator[RegistryDirectory]:
+    """The registry, with ``pintu registry serve`` running (stopped after the test)."""
+    with serving_registry(registry, tmp_path / "run"):
+        yield registry
+
+
+@pytest.fixture
+def enrolled(
+    served_ca: CaDirectory, served_registry: RegistryDirectory, tmp_path: Path
+) -> Enrollment:
     """``pintu gateway enroll`` of DEMO/GOV/X/ss1 with a token from ``pintu ca token``."""
-    gateway = gateway_files(tmp_path / "ss1", SS1, served_ca)
+    gateway = gateway_files(tmp_path / "ss1", SS1, served_ca, anchor=served_registry.anchor)
     token = served_ca.token(SS1)
     succeeded(enroll(gateway, token))
     return Enrollment(gateway, token)
@@ -123,24 +153,28 @@ def enrolled(served_ca: CaDirectory, tmp_path: Path) -> Enrollment:
 
 @dataclass(frozen=True, slots=True)
 class EnrolledCa:
-    """A CA folder with one enrollment done, and the security server's files."""
+    """A CA folder with one enrollment done, the security server's files, and the registry."""
 
     ca: CaDirectory
     enrollment: Enrollment
+    registry: Path
 
 
 @pytest.fixture(scope="module")
 def enrolled_original(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder holding a CA (``ca/``) whose service enrolled DEMO/GOV/X/ss1 (``ss1/``), made
-    once for the module; the service is stopped again. Tests get copies (``after_enrollment``)."""
+    """A folder holding a CA (``ca/``) and its registry (``registry/``) whose services enrolled
+    and registered DEMO/GOV/X/ss1 (``ss1/``), made once for the module; the services are
+    stopped again. Tests get copies (``after_enrollment``)."""
     base = tmp_path_factory.mktemp("enrolled")
     secret = base / "passphrase"
     secret.write_text(PASSPHRASE + "\n", encoding="utf-8")
     secret.chmod(0o600)
     ca = init_ca(base / "ca", secret)
-    with serving(ca, base / "run"):
+    registry = init_registry(ca, base / "registry")
+    with serving(ca, base / "run"), serving_registry(registry, base / "run"):
+        import_federation(registry)
         token = ca.token(SS1)
-        succeeded(enroll(gateway_files(base / "ss1", SS1, ca), token))
+        succeeded(enroll(gateway_files(base / "ss1", SS1, ca, anchor=registry.anchor), token))
     (base / "token").write_text(token, encoding="utf-8")
     return base
 
@@ -153,7 +187,11 @@ def after_enrollment(enrolled_original: Path, tmp_path: Path) -> EnrolledCa:
     shutil.copytree(enrolled_original, base, ignore=shutil.ignore_patterns("run"))
     copy = CaDirectory.of(base / "ca", base / "passphrase", environment())
     gateway = GatewayFiles(base / "ss1" / "gateway.toml", SS1)
-    return EnrolledCa(copy, Enrollment(gateway, (base / "token").read_text(encoding="utf-8")))
+    return EnrolledCa(
+        copy,
+        Enrollment(gateway, (base / "token").read_text(encoding="utf-8")),
+        base / "registry",
+    )
 
 
 @pytest.fixture
@@ -324,29 +362,47 @@ def test_enroll_with_used_token_is_refused(enrolled: Enrollment) -> None:
 
 
 def test_enroll_with_token_of_another_server_is_refused(
-    served_ca: CaDirectory, tmp_path: Path
+    served_ca: CaDirectory, served_registry: RegistryDirectory, tmp_path: Path
 ) -> None:
-    gateway = gateway_files(tmp_path / "ss1", SS1, served_ca)
+    anchor = served_registry.anchor
+    gateway = gateway_files(tmp_path / "ss1", SS1, served_ca, anchor=anchor)
     token = served_ca.token(SS2)
+    issued_before = served_ca.listing()
     refusal = refused(enroll(gateway, token))
     assert refusal.code == "ca_refused"
     assert refusal.message.startswith("csr_identity_mismatch:")
     assert f"urn:pintu:server:{SS2}" in refusal.message
     assert sorted(p.name for p in gateway.config.parent.iterdir()) == [
+        "anchor.json",
         "anchors.pem",
         "gateway.toml",
     ]
-    assert served_ca.listing() == {}
+    assert served_ca.listing() == issued_before
+    assert served_registry.certificates_of(SS1) == []
     # The token is used up only by an enrollment that passes every check.
-    succeeded(enroll(gateway_files(tmp_path / "ss2", SS2, served_ca), token))
+    succeeded(enroll(gateway_files(tmp_path / "ss2", SS2, served_ca, anchor=anchor), token))
 
 
-def test_list_shows_both_certificates_valid(after_enrollment: EnrolledCa) -> None:
+def registry_serials(registry: Path) -> tuple[int, int, int]:
+    """Serials of what ``pintu registry init|operator`` had the CA issue: the configuration-signing
+    certificate, the management service's TLS certificate, the admin operator's certificate."""
+    return (
+        int(certificates(registry / "signing.pem")[0].serial_number),
+        int(certificates(registry / "tls.pem")[0].serial_number),
+        int(certificates(registry.parent / "registry-admin" / "cert.pem")[0].serial_number),
+    )
+
+
+def test_list_shows_every_certificate_valid(after_enrollment: EnrolledCa) -> None:
     ca, enrolled = after_enrollment.ca, after_enrollment.enrollment
+    signer, tls, admin = registry_serials(after_enrollment.registry)
     listing = ca.listing()
     assert {
         serial: (row["kind"], row["identity"], row["state"]) for serial, row in listing.items()
     } == {
+        signer: ("configuration-signing", INSTANCE, "valid"),
+        tls: ("registry", f"Pintu registry {INSTANCE}", "valid"),
+        admin: ("operator", "admin", "valid"),
         enrolled.serial: ("authentication", SS1, "valid"),
         enrolled.signing_serial: ("signing", MEMBER, "valid"),
     }
@@ -423,12 +479,31 @@ def test_journal_lists_each_step_in_order_with_its_actor(after_enrollment: Enrol
     ca, enrolled = after_enrollment.ca, after_enrollment.enrollment
     succeeded(ca.run("revoke", str(enrolled.serial), "--reason", "key_compromise"))
     journal = ca.journal()
-    assert [e["action"] for e in journal] == ["init", "token", "enroll", "enroll", "revoke"]
+    assert [e["action"] for e in journal] == [
+        "init",
+        "certify",
+        "certify",
+        "certify",
+        "token",
+        "enroll",
+        "enroll",
+        "revoke",
+    ]
     assert [int(e["sequence"]) for e in journal] == sorted(int(e["sequence"]) for e in journal)
-    init, token, auth, signing, revoke = journal
+    init, signer, tls, admin, token, auth, signing, revoke = journal
     operator = init["actor"]
     assert getpass.getuser() in operator
     assert token["actor"] == revoke["actor"] == operator
+    # `pintu registry init` and `pintu registry operator`, run with the CA's folder.
+    serials = registry_serials(after_enrollment.registry)
+    for entry, kind, serial in zip(
+        (signer, tls, admin),
+        ("configuration-signing", "registry", "operator"),
+        serials,
+        strict=True,
+    ):
+        assert entry["actor"] == operator
+        assert (entry["serial"], f"'kind': '{kind}'" in entry["detail"]) == (str(serial), True)
     assert token["identity"] == SS1
     # Enrollment is done by the token's holder, on the strength of who made the token.
     for entry in (auth, signing):
@@ -438,6 +513,149 @@ def test_journal_lists_each_step_in_order_with_its_actor(after_enrollment: Enrol
     assert (signing["identity"], signing["serial"]) == (MEMBER, str(enrolled.signing_serial))
     assert (revoke["identity"], revoke["serial"]) == (SS1, str(enrolled.serial))
     assert "key_compromise" in revoke["detail"]
+
+
+# --- registering with the registry ------------------------------------------------------------
+
+REGISTERED = re.compile(r"^registered the certificate with the registry \(version (\d+)\)$")
+
+
+def test_enroll_registers_the_certificate_with_the_registry(
+    served_ca: CaDirectory, served_registry: RegistryDirectory, tmp_path: Path
+) -> None:
+    gateway = gateway_files(tmp_path / "ss1", SS1, served_ca, anchor=served_registry.anchor)
+
+    output = succeeded(enroll(gateway, served_ca.token(SS1))).splitlines()
+
+    serial = certificates(gateway.certificate)[0].serial_number
+    assert len(output) == 2, output
+    assert output[0].startswith(f"enrolled {SS1}: authentication certificate {serial} until ")
+    registered = REGISTERED.match(output[1])
+    assert registered, output
+    state = served_registry.state()
+    assert state["registry_version"] == int(registered[1])
+    assert served_registry.certificates_of(SS1) == [fingerprint(gateway.certificate)]
+    assert served_registry.certificates_of(SS2) == []
+    journal = succeeded(served_registry.run("journal")).splitlines()
+    assert any(
+        f"security server {SS1}  its authentication certificate" in line for line in journal
+    ), journal
+
+
+def test_second_enrollment_replaces_the_registered_certificate(
+    enrolled: Enrollment, served_ca: CaDirectory, served_registry: RegistryDirectory
+) -> None:
+    gateway = enrolled.gateway
+    first = fingerprint(gateway.certificate)
+    assert served_registry.certificates_of(SS1) == [first]
+
+    succeeded(enroll(gateway, served_ca.token(SS1)))
+
+    second = fingerprint(gateway.certificate)
+    assert second != first
+    assert served_registry.certificates_of(SS1) == [second]
+
+
+def test_enroll_with_the_registry_unreachable_fails_registration_and_register_retries(
+    served_ca: CaDirectory, registry: RegistryDirectory, tmp_path: Path
+) -> None:
+    gateway = gateway_files(tmp_path / "ss1", SS1, served_ca, anchor=registry.anchor)
+
+    result = enroll(gateway, served_ca.token(SS1))
+
+    refusal = refused(result)
+    assert refusal.code == "registration_failed"
+    assert result.stdout == ""
+    # The certificates were issued and written: only registering them is left to do.
+    serial = certificates(gateway.certificate)[0].serial_number
+    assert refusal.message.startswith(f"enrolled {SS1}: authentication certificate {serial} ")
+    assert refusal.message.endswith(
+        f"run `pintu gateway register --config {gateway.config}` once the registry is reachable"
+    )
+    assert mode(gateway.key) == 0o600
+    assert served_ca.listing()[serial]["state"] == "valid"
+
+    with serving_registry(registry, tmp_path / "run-later"):
+        output = succeeded(register(gateway))
+        assert REGISTERED.match(output.strip()), output
+        assert registry.certificates_of(SS1) == [fingerprint(gateway.certificate)]
+
+
+def test_register_for_a_server_the_registry_does_not_know_is_refused(
+    served_ca: CaDirectory, served_registry: RegistryDirectory, tmp_path: Path
+) -> None:
+    gateway = gateway_files(tmp_path / "ss3", SS3, served_ca, anchor=served_registry.anchor)
+    version = served_registry.state()["registry_version"]
+
+    enrolling = refused(enroll(gateway, served_ca.token(SS3)))
+    registering = refused(register(gateway))
+
+    assert enrolling.code == "registration_failed"
+    assert f"change_refused: registry at {served_registry_address(served_registry)}" in (
+        enrolling.message
+    )
+    assert registering.code == "registry_refused"
+    assert registering.message.startswith("change_refused: ")
+    assert registering.message.endswith(f"{SS3} is not a registered security server")
+    state = served_registry.state()
+    assert state["registry_version"] == version
+    assert SS3 not in [entry["id"] for entry in state["security_servers"]]
+
+
+def served_registry_address(registry: RegistryDirectory) -> str:
+    """The management address the registry's anchor names."""
+    return str(json.loads(registry.anchor.read_text(encoding="utf-8"))["registry"])
+
+
+def test_enroll_without_a_registry_anchor_is_refused_before_using_the_token(
+    served_ca: CaDirectory, served_registry: RegistryDirectory, tmp_path: Path
+) -> None:
+    gateway = gateway_files(tmp_path / "ss1", SS1, served_ca, anchor=served_registry.anchor)
+    written = gateway.config.read_text(encoding="utf-8")
+    gateway.config.write_text(
+        written.replace('[registry]\nanchor = "anchor.json"\n\n', ""), encoding="utf-8"
+    )
+    token = served_ca.token(SS1)
+
+    refusal = refused(enroll(gateway, token))
+
+    # Like every other setting enrollment needs, checked before the one-time token is spent.
+    assert refusal.code == "config_invalid"
+    assert refusal.message.startswith(f"{gateway.config}: registry.anchor: "), refusal.message
+    assert not gateway.certificate.exists()
+    gateway.config.write_text(written, encoding="utf-8")
+    succeeded(enroll(gateway, token))
+
+
+def test_enroll_after_a_root_switch_registers_the_certificate(
+    served_ca: CaDirectory, served_registry: RegistryDirectory, tmp_path: Path
+) -> None:
+    ca = served_ca
+    g1, g2 = ca.pem(1, "root"), ca.pem(2, "root")
+    log = tmp_path / "run" / "registry-serve.log"
+    succeeded(ca.run("rollover", "begin"))
+    # As docs/pki.md says: the registry takes the new root after `begin` ...
+    served_registry.rotate()
+    wait_until(lambda: log.read_text().count('"registry_tls_replaced"') == 1, "TLS taken")
+    succeeded(ca.run("rollover", "switch"))
+    # ... and a signing key under it after `switch`.
+    served_registry.rotate()
+    wait_until(lambda: log.read_text().count('"registry_tls_replaced"') == 2, "TLS taken again")
+
+    def switched() -> bool:
+        try:
+            trust_bundle(ca, g2)
+        except pki.CaUnavailable:
+            return False
+        return True
+
+    wait_until(switched, "the service under the new generation after `rollover switch`")
+    gateway = gateway_files(tmp_path / "ss1", SS1, ca, g1, g2, anchor=served_registry.anchor)
+
+    succeeded(enroll(gateway, ca.token(SS1)))
+
+    verify_chain(g2, gateway.certificate)
+    assert served_registry.certificates_of(SS1) == [fingerprint(gateway.certificate)]
 
 
 # --- root rollover -------------------------------------------------------------------------------
@@ -494,7 +712,9 @@ def test_rollover_begin_cross_certifies_the_new_root(ca: CaDirectory) -> None:
     assert [e["action"] for e in ca.journal()] == ["init", "rollover_begin"]
 
 
-def test_rollover_steps_reach_the_running_service(served_ca: CaDirectory, tmp_path: Path) -> None:
+def test_rollover_steps_reach_the_running_service(
+    served_ca: CaDirectory, registry: RegistryDirectory, tmp_path: Path
+) -> None:
     ca = served_ca
     g1, g2 = ca.pem(1, "root"), ca.pem(2, "root")
     [g1_root] = certificates(g1)
@@ -523,8 +743,11 @@ def test_rollover_steps_reach_the_running_service(served_ca: CaDirectory, tmp_pa
 
     wait_until(switched, "the service under the new generation after `rollover switch`")
     # What it issues now comes from G2 too.
-    gateway = gateway_files(tmp_path / "ss1", SS1, ca, g1, g2)
-    succeeded(enroll(gateway, ca.token(SS1)))
+    gateway = gateway_files(tmp_path / "ss1", SS1, ca, g1, g2, anchor=registry.anchor)
+    # What the CA issues is all this test is about: the registry is not running, so enrollment
+    # writes the certificates and then reports that registering them failed (for registering
+    # after a switch, see test_enroll_after_a_root_switch_registers_the_certificate).
+    assert refused(enroll(gateway, ca.token(SS1))).code == "registration_failed"
     verify_chain(g2, gateway.certificate)
     assert certificates(gateway.certificate)[1:] == certificates(ca.pem(2, "issuing"))
 
@@ -566,9 +789,12 @@ def test_pkcs11_serve_enrolls_and_answers_ocsp(
     hsm_ca: CaDirectory, token_keys: dict[str, bytes], tmp_path: Path
 ) -> None:
     ca = hsm_ca
-    with serving(ca, tmp_path / "run"):
-        gateway = gateway_files(tmp_path / "ss1", SS1, ca)
+    registry = init_registry(ca, tmp_path / "registry")
+    with serving(ca, tmp_path / "run"), serving_registry(registry, tmp_path / "run"):
+        import_federation(registry)
+        gateway = gateway_files(tmp_path / "ss1", SS1, ca, anchor=registry.anchor)
         succeeded(enroll(gateway, ca.token(SS1), ca.env))
+        assert registry.certificates_of(SS1) == [fingerprint(gateway.certificate)]
         verify_chain(ca.pem(1, "root"), gateway.certificate)
         leaf, issuing = certificates(gateway.certificate)
         # Signed by the issuing CA, whose key is the token's.

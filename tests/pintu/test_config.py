@@ -1,20 +1,26 @@
 """The security server's configuration file: what a valid file builds, and how each fault is named.
 
 Every test builds its own site in ``tmp_path``: a federation CA, a second CA for agency clients,
-the keys and certificates, a global configuration and the TOML file (rendered from a dict, so a
-test changes one setting and states which). A refused file must raise ``ConfigError``
-(``config_invalid``) whose message starts with ``<file>: <setting>: ``.
+the keys and certificates, the registry's anchor (``shared/anchor.json``), a signed snapshot of
+the global configuration in the cache, and the TOML file (rendered from a dict, so a test changes
+one setting and states which). The anchor's distribution address is a closed port on 127.0.0.1:
+a valid cache needs no download, and an accidental one fails at once. A refused file must raise
+``ConfigError`` (``config_invalid``) whose message starts with ``<file>: <setting>: ``.
 """
 
 from __future__ import annotations
 
 import copy
 import datetime as dt
+import http.server
 import json
 import math
 import re
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,10 +30,20 @@ import pytest
 import pintu
 import pki
 from gateway import AgencyListener, Limits, LocalClient, LocalService
-from proto import SecurityServerId, ServiceId, SubsystemId
+from proto import RegistryId, SecurityServerId, ServiceId, SubsystemId
+from registry import (
+    Anchor,
+    ConfigurationClient,
+    GlobalConfiguration,
+    sign_snapshot,
+    to_content,
+)
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
+# The CAs date from a day ago, so that a snapshot built (and signed) two hours ago is possible.
+EARLIER = NOW - dt.timedelta(days=1)
 LIFETIME = dt.timedelta(days=30)
+VERSION = 7
 KIB = 1024
 GIB = 1024 * 1024 * 1024
 
@@ -38,6 +54,8 @@ CIVIL_REGISTRY_SERVICE = f"{CIVIL_REGISTRY}/popreg.v1.CivilRegistry"
 ARCHIVE_SERVICE = f"{ARCHIVE}/popreg.v1.Archive"
 TAX_SUBSYSTEM = "DEMO/GOV/TAX/assessment"
 TAX_SERVICE = f"{TAX_SUBSYSTEM}/tax.v1.Assessment"
+DEFAULT_CACHE = "global-configuration.pb"
+SNAPSHOT_PATH = "/global-configuration"
 
 # Written as GlobalConfiguration.to_json() writes it, so the loaded one can be compared whole.
 GLOBAL_CONFIGURATION: dict[str, Any] = {
@@ -52,13 +70,53 @@ GLOBAL_CONFIGURATION: dict[str, Any] = {
         {"id": "DEMO/GOV/TAX", "name": "Tax Board", "subsystems": ["assessment"]},
     ],
     "security_servers": [
-        {"id": SERVER, "address": "127.0.0.1:7103"},
-        {"id": "DEMO/GOV/TAX/ss1", "address": "127.0.0.1:7203"},
+        {
+            "id": SERVER,
+            "addresses": ["127.0.0.1:7103"],
+            "certificates_sha256": [],
+            "subsystems": [],
+        },
+        {
+            "id": "DEMO/GOV/TAX/ss1",
+            "addresses": ["127.0.0.1:7203", "localhost:7204"],
+            "certificates_sha256": [],
+            "subsystems": ["assessment"],
+        },
     ],
     "services": [
-        {"id": CIVIL_REGISTRY_SERVICE, "methods": ["GetPerson"], "description": "People"},
-        {"id": ARCHIVE_SERVICE, "methods": ["GetRecord"], "description": "Old records"},
-        {"id": TAX_SERVICE, "methods": ["Assess"], "description": "Tax"},
+        {
+            "id": CIVIL_REGISTRY_SERVICE,
+            "methods": ["GetPerson"],
+            "description": "People",
+            "personal_data": True,
+            "data_categories": ["identity", "address"],
+            "purposes": ["birth-support"],
+            "consent_required": True,
+            "legal_basis": "",
+        },
+        {
+            "id": ARCHIVE_SERVICE,
+            "methods": ["GetRecord"],
+            "description": "Old records",
+            "personal_data": False,
+            "data_categories": [],
+            "purposes": [],
+            "consent_required": False,
+            "legal_basis": "",
+        },
+        {
+            "id": TAX_SERVICE,
+            "methods": ["Assess"],
+            "description": "Tax",
+            "personal_data": False,
+            "data_categories": [],
+            "purposes": [],
+            "consent_required": False,
+            "legal_basis": "",
+        },
+    ],
+    "global_groups": [
+        {"code": "registries", "description": "Registers", "members": [ARCHIVE, CIVIL_REGISTRY]}
     ],
 }
 
@@ -67,7 +125,12 @@ def valid_document() -> dict[str, Any]:
     """A complete configuration; paths are relative to the site folder (``gateway.toml``'s)."""
     return {
         "server": SERVER,
-        "global_configuration": "../shared/global-configuration.json",
+        "registry": {
+            "anchor": "../shared/anchor.json",
+            "cache": "state/global-configuration.pb",
+            "poll_seconds": 5,
+            "propagation_seconds": 20,
+        },
         "peer": {
             "listen": "127.0.0.1:7103",
             "key": "keys/auth.key",
@@ -172,20 +235,74 @@ def without(document: dict[str, Any], *settings: str) -> dict[str, Any]:
 # -- the site ---------------------------------------------------------------------------------
 
 
+def signed_snapshot(
+    authority: pki.CertificateAuthority,
+    document: dict[str, Any] = GLOBAL_CONFIGURATION,
+    *,
+    built_at: dt.datetime = NOW,
+    expires_at: dt.datetime = NOW + dt.timedelta(hours=1),
+    version: int = VERSION,
+) -> bytes:
+    """``document`` as the registry distributes it: signed by a configuration-signing key (made
+    here) whose certificate ``authority`` issued when the snapshot was built."""
+    key = pki.generate_key()
+    signer = authority.issue_configuration_signing_certificate(
+        RegistryId("DEMO"), key.public_key(), now=built_at, lifetime=dt.timedelta(days=2)
+    )
+    content = to_content(
+        GlobalConfiguration.from_json(document),
+        version=version,
+        built_at=built_at,
+        expires_at=expires_at,
+    )
+    return sign_snapshot(content, key, (signer,))
+
+
+def closed_url() -> str:
+    """A distribution URL nobody listens at (a free port on 127.0.0.1)."""
+    return f"http://127.0.0.1:{pintu.free_port()}{SNAPSHOT_PATH}"
+
+
 @dataclass(frozen=True)
 class Site:
-    """A security server's folder (``gateway.toml`` and its key material) beside a shared one."""
+    """A security server's folder (``gateway.toml``, key material, snapshot cache) beside a
+    shared one (the registry's anchor); ``federation`` is the CA the anchor trusts."""
 
     folder: Path
     shared: Path
+    federation: pki.CertificateAuthority
 
     @property
     def config(self) -> Path:
         return self.folder / "gateway.toml"
 
+    @property
+    def anchor(self) -> Path:
+        return self.shared / "anchor.json"
+
+    @property
+    def cache(self) -> Path:
+        """The cache ``valid_document`` names."""
+        return self.folder / "state/global-configuration.pb"
+
     def write(self, document: dict[str, Any]) -> Path:
         self.config.write_text(render(document), encoding="utf-8")
         return self.config
+
+    def write_anchor(
+        self,
+        *distribution: str,
+        roots: tuple[pki.CertificateAuthority, ...] = (),
+        instance: str = "DEMO",
+    ) -> None:
+        """The anchor: ``distribution`` (default: a closed port), trusting ``roots`` (default:
+        the federation CA)."""
+        Anchor(
+            instance,
+            distribution or (closed_url(),),
+            f"127.0.0.1:{pintu.free_port()}",
+            tuple(r.certificate for r in roots or (self.federation,)),
+        ).save(self.anchor)
 
 
 def issue_key(path: Path) -> pki.PrivateKey:
@@ -197,8 +314,8 @@ def issue_key(path: Path) -> pki.PrivateKey:
 @pytest.fixture
 def site(tmp_path: Path) -> Site:
     folder, shared = tmp_path / "site", tmp_path / "shared"
-    federation = pki.CertificateAuthority.create("DEMO", now=NOW, lifetime=LIFETIME)
-    clients_ca = pki.CertificateAuthority.create("DEMO", now=NOW, lifetime=LIFETIME)
+    federation = pki.CertificateAuthority.create("DEMO", now=EARLIER, lifetime=LIFETIME)
+    clients_ca = pki.CertificateAuthority.create("DEMO", now=EARLIER, lifetime=LIFETIME)
     pki.write_public(
         folder / "pki/federation-root-ca.pem", pki.certificate_pem(federation.certificate)
     )
@@ -229,10 +346,41 @@ def site(tmp_path: Path) -> Site:
         ),
     )
     issue_key(folder / "keys/other.key")
-    pki.write_public(
-        shared / "global-configuration.json", json.dumps(GLOBAL_CONFIGURATION).encode()
-    )
-    return Site(folder, shared)
+    built = Site(folder, shared, federation)
+    built.write_anchor()
+    pki.write_public(built.cache, signed_snapshot(federation))
+    return built
+
+
+@contextmanager
+def distributing(blob: bytes, status: int = 200) -> Iterator[tuple[str, list[str]]]:
+    """A registry's distribution side on 127.0.0.1: ``GET /global-configuration`` answers
+    ``blob`` (with ``status``). Yields its URL and the paths requested so far."""
+    requested: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            requested.append(self.path)
+            found = self.path == SNAPSHOT_PATH
+            self.send_response(status if found else 404)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", str(len(blob) if found else 0))
+            self.end_headers()
+            if found:
+                self.wfile.write(blob)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}{SNAPSHOT_PATH}", requested
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
 
 
 @pytest.fixture
@@ -285,6 +433,15 @@ def test_complete_file_loads_every_setting(
         ),
     )
     assert settings.global_configuration.to_json() == GLOBAL_CONFIGURATION
+    assert settings.global_configuration.version == VERSION
+    assert settings.global_configuration.built_at == NOW
+    assert settings.global_configuration.expires_at == NOW + dt.timedelta(hours=1)
+    source = settings.registry
+    assert isinstance(source, ConfigurationClient)
+    assert source.anchor == Anchor.load(site.anchor)
+    assert source.cache == site.cache
+    assert source.poll == dt.timedelta(seconds=5)
+    assert settings.certificate_propagation_seconds == 20.0
     assert dict(settings.clients) == {
         SubsystemId.parse(CIVIL_REGISTRY): LocalClient(SubsystemId.parse(CIVIL_REGISTRY), True),
         SubsystemId.parse(ARCHIVE): LocalClient(SubsystemId.parse(ARCHIVE), False),
@@ -348,6 +505,53 @@ def test_relative_config_path_resolves_against_its_own_folder(
 
     assert settings.peer_tls.private_key == (site.folder / "keys/auth.key").read_bytes()
     assert settings.global_configuration.to_json() == GLOBAL_CONFIGURATION
+    assert settings.pki.key_path == site.folder / "keys/auth.key"
+    source = settings.registry
+    assert isinstance(source, ConfigurationClient)
+    assert source.cache == site.cache
+
+
+def test_registry_settings_take_their_defaults(site: Site, document: dict[str, Any]) -> None:
+    default_cache = site.folder / DEFAULT_CACHE
+    site.cache.rename(default_cache)
+    minimal = without(
+        document, "registry.cache", "registry.poll_seconds", "registry.propagation_seconds"
+    )
+
+    settings = pintu.load_gateway_settings(site.write(minimal))
+
+    source = settings.registry
+    assert isinstance(source, ConfigurationClient)
+    assert source.cache == default_cache
+    assert source.poll == dt.timedelta(seconds=30)
+    assert settings.certificate_propagation_seconds == 2 * 30 + 10
+    assert settings.global_configuration.to_json() == GLOBAL_CONFIGURATION
+
+
+def test_propagation_defaults_to_two_polls_and_ten_seconds(
+    site: Site, document: dict[str, Any]
+) -> None:
+    settings = pintu.load_gateway_settings(
+        site.write(without(document, "registry.propagation_seconds"))
+    )
+
+    assert settings.certificate_propagation_seconds == 2 * 5 + 10
+
+
+def test_default_cache_is_beside_a_config_file_given_by_a_relative_path(
+    site: Site, document: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every other path in the settings is absolute (pki.key_path, ...): the cache is written
+    # on every refresh, long after start-up, and must not move with the working folder.
+    site.cache.rename(site.folder / DEFAULT_CACHE)
+    site.write(without(document, "registry.cache"))
+    monkeypatch.chdir(tmp_path / "shared")
+
+    settings = pintu.load_gateway_settings(Path("../site/gateway.toml"))
+
+    source = settings.registry
+    assert isinstance(source, ConfigurationClient)
+    assert source.cache == site.folder / DEFAULT_CACHE
 
 
 @pytest.mark.parametrize(
@@ -412,10 +616,23 @@ def test_unknown_top_level_setting_is_refused(site: Site, document: dict[str, An
     assert_names(refused(site.write(document)), site.config, "global_config")
 
 
+def test_former_global_configuration_setting_is_refused(
+    site: Site, document: dict[str, Any]
+) -> None:
+    # A file written for the static JSON global configuration must not load half-understood.
+    document["global_configuration"] = "../shared/global-configuration.json"
+
+    message = refused(site.write(document))
+
+    assert message == f"{site.config}: global_configuration: unknown setting"
+
+
 @pytest.mark.parametrize(
     "setting",
     [
         "peer.listen_address",
+        "registry.poll",
+        "registry.global_configuration",
         "agency.tls_cert",
         "limits.max_message_size",
         "clients[1].requires_tls",
@@ -435,7 +652,7 @@ def test_unknown_setting_in_a_table_is_refused(
     "setting",
     [
         "server",
-        "global_configuration",
+        "registry.anchor",
         "peer.listen",
         "peer.key",
         "peer.certificate",
@@ -494,6 +711,17 @@ def test_malformed_server_identifier_is_refused(
         pytest.param("clients[1].require_tls", 1, "expected bool, got int", id="int_for_bool"),
         pytest.param("peer.listen", 7103, "expected str, got int", id="int_for_str"),
         pytest.param("peer.key", ["keys/auth.key"], "expected str, got list", id="list_for_str"),
+        pytest.param("registry.anchor", 1, "expected str, got int", id="int_for_anchor"),
+        pytest.param("registry.cache", True, "expected str, got bool", id="bool_for_cache"),
+        pytest.param(
+            "registry.poll_seconds", "30", "expected float, got str", id="str_for_poll_seconds"
+        ),
+        pytest.param(
+            "registry.propagation_seconds",
+            False,
+            "expected float, got bool",
+            id="bool_for_propagation_seconds",
+        ),
     ],
 )
 def test_value_of_the_wrong_type_is_refused(
@@ -504,10 +732,19 @@ def test_value_of_the_wrong_type_is_refused(
     assert message == f"{site.config}: {setting}: {why}"
 
 
-def test_list_where_a_table_is_expected_is_refused(site: Site, document: dict[str, Any]) -> None:
-    document["limits"] = [KIB, 5]
+@pytest.mark.parametrize(
+    ("table", "value"),
+    [
+        pytest.param("limits", [KIB, 5], id="list_for_limits"),
+        pytest.param("registry", "../shared/anchor.json", id="string_for_registry"),
+    ],
+)
+def test_value_where_a_table_is_expected_is_refused(
+    site: Site, document: dict[str, Any], table: str, value: object
+) -> None:
+    document[table] = value
 
-    assert refused(site.write(document)) == f"{site.config}: limits: expected a table"
+    assert refused(site.write(document)) == f"{site.config}: {table}: expected a table"
 
 
 def test_table_where_an_array_of_tables_is_expected_is_refused(
@@ -612,39 +849,301 @@ def test_path_with_a_nul_character_is_refused(site: Site, document: dict[str, An
     assert_names(message, site.config, "peer.key")
 
 
-# -- the global configuration -----------------------------------------------------------------
+# -- the registry: anchor and settings -------------------------------------------------------
 
 
-def test_missing_global_configuration_is_refused(site: Site, document: dict[str, Any]) -> None:
-    config = site.write(edit(document, "global_configuration", "../shared/nowhere.json"))
+def test_missing_registry_table_is_refused(site: Site, document: dict[str, Any]) -> None:
+    message = refused(site.write(without(document, "registry")))
+
+    assert message == f"{site.config}: registry.anchor: required"
+
+
+def test_missing_anchor_file_is_refused(site: Site, document: dict[str, Any]) -> None:
+    config = site.write(edit(document, "registry.anchor", "../shared/nowhere.json"))
 
     message = refused(config)
 
-    assert message == (
-        f"{config}: global_configuration: {site.shared / 'nowhere.json'}: No such file or directory"
+    assert_names(message, config, "registry.anchor")
+    assert f"anchor {site.shared / 'nowhere.json'}: " in message
+    assert "No such file or directory" in message
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        pytest.param(b'{"format": 1,', "anchor ", id="not_json"),
+        pytest.param(b"[]", "not an anchor of format 1", id="not_an_object"),
+        pytest.param(b'{"format": 2}', "not an anchor of format 1", id="other_format"),
+        pytest.param(
+            b'{"format": 1, "instance": "DEMO", "registry": "127.0.0.1:7500", "roots": []}',
+            "'distribution'",
+            id="no_distribution",
+        ),
+        pytest.param(
+            b'{"format": 1, "instance": "DEMO", "distribution": ["http://127.0.0.1:1/"],'
+            b' "registry": "127.0.0.1:7500", "roots": []}',
+            "instance, distribution, registry and roots are all needed",
+            id="no_roots",
+        ),
+        pytest.param(
+            b'{"format": 1, "instance": "DEMO", "distribution": ["http://127.0.0.1:1/"],'
+            b' "registry": "127.0.0.1:7500", "roots": ["not a certificate"]}',
+            "ValueError",
+            id="root_not_pem",
+        ),
+    ],
+)
+def test_malformed_anchor_is_refused(
+    site: Site, document: dict[str, Any], content: bytes, why: str
+) -> None:
+    site.anchor.write_bytes(content)
+
+    message = refused(site.write(document))
+
+    assert_names(message, site.config, "registry.anchor")
+    assert f"anchor {site.anchor}: " in message
+    assert why in message
+
+
+@pytest.mark.parametrize(
+    "poll",
+    [
+        pytest.param(0.099, id="below_a_tenth"),
+        pytest.param(0, id="zero"),
+        pytest.param(-1, id="negative"),
+        pytest.param(3600.5, id="above_an_hour"),
+        pytest.param(math.nan, id="nan"),
+        pytest.param(math.inf, id="inf"),
+    ],
+)
+def test_poll_seconds_out_of_range_is_refused(
+    site: Site, document: dict[str, Any], poll: float
+) -> None:
+    message = refused(site.write(edit(document, "registry.poll_seconds", poll)))
+
+    assert message == f"{site.config}: registry.poll_seconds: must be between 0.1 and 3600"
+
+
+@pytest.mark.parametrize("poll", [pytest.param(0.1, id="lower"), pytest.param(3600, id="upper")])
+def test_poll_seconds_at_its_bounds_is_accepted_with_the_default_propagation(
+    site: Site, document: dict[str, Any], poll: float
+) -> None:
+    # propagation_seconds is not written: its default must not make a valid poll_seconds fail.
+    changed = without(edit(document, "registry.poll_seconds", poll), "registry.propagation_seconds")
+
+    settings = pintu.load_gateway_settings(site.write(changed))
+
+    source = settings.registry
+    assert isinstance(source, ConfigurationClient)
+    assert source.poll == dt.timedelta(seconds=poll)
+    assert 0 <= settings.certificate_propagation_seconds <= 3600
+
+
+@pytest.mark.parametrize(
+    "propagation",
+    [
+        pytest.param(-0.5, id="negative"),
+        pytest.param(3601, id="above_an_hour"),
+        pytest.param(math.nan, id="nan"),
+        pytest.param(math.inf, id="inf"),
+    ],
+)
+def test_propagation_seconds_out_of_range_is_refused(
+    site: Site, document: dict[str, Any], propagation: float
+) -> None:
+    message = refused(site.write(edit(document, "registry.propagation_seconds", propagation)))
+
+    assert message == (f"{site.config}: registry.propagation_seconds: must be between 0 and 3600")
+
+
+@pytest.mark.parametrize(
+    "propagation", [pytest.param(0, id="lower"), pytest.param(3600, id="upper")]
+)
+def test_propagation_seconds_at_its_bounds_is_accepted(
+    site: Site, document: dict[str, Any], propagation: float
+) -> None:
+    settings = pintu.load_gateway_settings(
+        site.write(edit(document, "registry.propagation_seconds", propagation))
     )
 
+    assert settings.certificate_propagation_seconds == propagation
 
-def test_global_configuration_that_is_not_json_is_refused(
+
+# -- the registry: the signed snapshot --------------------------------------------------------
+
+NO_CONFIGURATION = "registry.anchor: no global configuration could be had: "
+
+
+def test_missing_cache_with_the_registry_unreachable_is_refused(
     site: Site, document: dict[str, Any]
 ) -> None:
-    (site.shared / "global-configuration.json").write_text('{"version": 1,', encoding="utf-8")
+    site.cache.unlink()
 
     message = refused(site.write(document))
 
-    assert_names(message, site.config, "global_configuration")
-    assert "not JSON" in message
+    assert message.startswith(f"{site.config}: {NO_CONFIGURATION}"), message
+    assert "127.0.0.1" in message  # the distribution address that did not answer
+    assert not site.cache.exists()
 
 
-def test_global_configuration_with_invalid_content_is_refused(
+def test_tampered_cache_with_the_registry_unreachable_is_refused(
     site: Site, document: dict[str, Any]
 ) -> None:
-    broken = {**GLOBAL_CONFIGURATION, "version": 2}
-    (site.shared / "global-configuration.json").write_text(json.dumps(broken), encoding="utf-8")
+    blob = site.cache.read_bytes()
+    name = b"Population Registry"
+    assert blob.count(name) == 1
+    tampered = blob.replace(name, b"Population Registrx")  # one byte of the signed content
+    site.cache.write_bytes(tampered)
 
     message = refused(site.write(document))
 
-    assert message == f"{site.config}: global_configuration: version: expected 1"
+    assert message.startswith(f"{site.config}: {NO_CONFIGURATION}"), message
+    assert site.cache.read_bytes() == tampered  # not replaced by anything
+
+
+def test_cache_signed_by_a_foreign_ca_is_refused(site: Site, document: dict[str, Any]) -> None:
+    foreign = pki.CertificateAuthority.create("DEMO", now=EARLIER, lifetime=LIFETIME)
+    pki.write_public(site.cache, signed_snapshot(foreign))
+
+    message = refused(site.write(document))
+
+    assert message.startswith(f"{site.config}: {NO_CONFIGURATION}"), message
+
+
+def test_anchor_trusting_another_root_refuses_the_cache(
+    site: Site, document: dict[str, Any]
+) -> None:
+    foreign = pki.CertificateAuthority.create("DEMO", now=EARLIER, lifetime=LIFETIME)
+    site.write_anchor(roots=(foreign,))
+
+    message = refused(site.write(document))
+
+    assert message.startswith(f"{site.config}: {NO_CONFIGURATION}"), message
+
+
+def test_anchor_of_another_instance_refuses_the_cache(site: Site, document: dict[str, Any]) -> None:
+    site.write_anchor(instance="OTHER")
+
+    message = refused(site.write(document))
+
+    assert message.startswith(f"{site.config}: {NO_CONFIGURATION}"), message
+
+
+def test_expired_cache_is_used_while_the_registry_is_unreachable(
+    site: Site, document: dict[str, Any]
+) -> None:
+    built_at, expires_at = NOW - dt.timedelta(hours=2), NOW - dt.timedelta(hours=1)
+    blob = signed_snapshot(site.federation, built_at=built_at, expires_at=expires_at)
+    pki.write_public(site.cache, blob)
+
+    settings = pintu.load_gateway_settings(site.write(document))
+
+    configuration = settings.global_configuration
+    assert configuration.to_json() == GLOBAL_CONFIGURATION
+    assert configuration.expires_at == expires_at
+    assert configuration.expired(dt.datetime.now(dt.UTC))
+    assert settings.registry.seconds_to_expiry() < 0
+    assert site.cache.read_bytes() == blob
+
+
+def test_configuration_is_downloaded_and_cached_when_there_is_no_cache(
+    site: Site, document: dict[str, Any]
+) -> None:
+    site.cache.unlink()
+    blob = signed_snapshot(site.federation, version=VERSION + 1)
+    with distributing(blob) as (url, requested):
+        site.write_anchor(url)
+
+        settings = pintu.load_gateway_settings(site.write(document))
+
+    assert requested == [SNAPSHOT_PATH]
+    assert settings.global_configuration.to_json() == GLOBAL_CONFIGURATION
+    assert settings.global_configuration.version == VERSION + 1
+    assert site.cache.read_bytes() == blob
+
+
+def test_valid_cache_is_used_without_asking_the_registry(
+    site: Site, document: dict[str, Any]
+) -> None:
+    cached = site.cache.read_bytes()
+    with distributing(signed_snapshot(site.federation, version=VERSION + 1)) as (url, requested):
+        site.write_anchor(url)
+
+        settings = pintu.load_gateway_settings(site.write(document))
+
+    assert requested == []
+    assert settings.global_configuration.version == VERSION
+    assert site.cache.read_bytes() == cached
+
+
+def test_expired_cache_is_replaced_by_a_download(site: Site, document: dict[str, Any]) -> None:
+    pki.write_public(
+        site.cache,
+        signed_snapshot(
+            site.federation,
+            built_at=NOW - dt.timedelta(hours=2),
+            expires_at=NOW - dt.timedelta(hours=1),
+        ),
+    )
+    fresh = signed_snapshot(site.federation, version=VERSION + 1)
+    with distributing(fresh) as (url, requested):
+        site.write_anchor(url)
+
+        settings = pintu.load_gateway_settings(site.write(document))
+
+    assert requested == [SNAPSHOT_PATH]
+    assert settings.global_configuration.version == VERSION + 1
+    assert not settings.global_configuration.expired(dt.datetime.now(dt.UTC))
+    assert site.cache.read_bytes() == fresh
+
+
+def test_download_signed_by_a_foreign_ca_is_refused_and_not_cached(
+    site: Site, document: dict[str, Any]
+) -> None:
+    site.cache.unlink()
+    foreign = pki.CertificateAuthority.create("DEMO", now=EARLIER, lifetime=LIFETIME)
+    with distributing(signed_snapshot(foreign)) as (url, requested):
+        site.write_anchor(url)
+
+        message = refused(site.write(document))
+
+    assert requested == [SNAPSHOT_PATH]
+    assert message.startswith(f"{site.config}: {NO_CONFIGURATION}"), message
+    assert "does not chain to a trusted root" in message
+    assert not site.cache.exists()
+
+
+def test_download_answered_with_an_error_status_is_refused(
+    site: Site, document: dict[str, Any]
+) -> None:
+    site.cache.unlink()
+    with distributing(b"", status=503) as (url, requested):
+        site.write_anchor(url)
+
+        message = refused(site.write(document))
+
+    assert requested == [SNAPSHOT_PATH]
+    assert message.startswith(f"{site.config}: {NO_CONFIGURATION}"), message
+    assert "HTTP 503" in message
+    assert not site.cache.exists()
+
+
+def test_second_distribution_address_is_tried_when_the_first_does_not_answer(
+    site: Site, document: dict[str, Any]
+) -> None:
+    site.cache.unlink()
+    blob = signed_snapshot(site.federation)
+    with distributing(blob) as (url, requested):
+        site.write_anchor(closed_url(), url)
+
+        settings = pintu.load_gateway_settings(site.write(document))
+
+    assert requested == [SNAPSHOT_PATH]
+    assert settings.global_configuration.version == VERSION
+    assert site.cache.read_bytes() == blob
+
+
+# -- the global configuration -----------------------------------------------------------------
 
 
 def test_server_not_in_the_global_configuration_is_refused(
@@ -811,6 +1310,29 @@ def test_gateway_run_with_a_bad_config_exits_2_naming_the_setting(
     assert "Traceback" not in result.stderr
     assert result.stderr.splitlines()[-1].startswith(
         f"pintu: error [config_invalid]: {config}: {setting}: "
+    ), result.stderr
+
+
+def test_gateway_run_without_a_global_configuration_exits_2_naming_the_anchor(
+    site: Site, document: dict[str, Any], tmp_path: Path
+) -> None:
+    site.cache.unlink()
+    config = site.write(document)
+
+    result = subprocess.run(
+        [sys.executable, "-m", "pintu", "gateway", "run", "--config", str(config)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1].startswith(
+        f"pintu: error [config_invalid]: {config}: {NO_CONFIGURATION}"
     ), result.stderr
 
 

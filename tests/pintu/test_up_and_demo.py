@@ -115,6 +115,29 @@ def test_an_ordinary_stub_reaches_another_agency_through_the_gateways(
     assert person.citizen_id == PARENT
 
 
+def test_the_registry_of_up_answers_its_operator(federation: dict[str, Any]) -> None:
+    """The registry ``pintu up`` runs holds the four security servers, each with the certificate
+    it registered after enrolling, and answers the operator credentials it wrote."""
+    result = subprocess.run(
+        pintu("registry", "state", "--operator", federation["registry"]["operator"]),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    state = json.loads(result.stdout)
+    servers = {server["id"]: server for server in state["security_servers"]}
+    assert set(servers) == {gateway["server"] for gateway in federation["gateways"].values()}
+    for gateway in federation["gateways"].values():
+        registered = servers[gateway["server"]]
+        assert registered["addresses"] == [gateway["peer_address"]]
+        assert len(registered["certificates_sha256"]) == 1
+    popreg = next(s for s in state["services"] if s["id"].endswith("popreg.v1.CivilRegistry"))
+    assert popreg["personal_data"] is True
+    assert "birth-support" in popreg["purposes"]
+
+
 def test_the_mtls_agency_listener_with_the_client_certificate_from_up(
     federation: dict[str, Any],
 ) -> None:
@@ -196,7 +219,7 @@ def test_up_stops_every_child_on_sigterm(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, "pintu up did not start"
             time.sleep(0.1)
         children = _pids(state)
-        assert len(children) == 8  # the CA, four security servers, three agency backends
+        assert len(children) == 9  # the CA, the registry, four security servers, three backends
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0
     finally:
@@ -219,6 +242,34 @@ def test_up_stops_every_child_on_sigterm(tmp_path: Path) -> None:
         assert again.wait(30) == 0
     finally:
         _stop(again)
+
+
+def test_a_second_up_reuses_the_state_folder(tmp_path: Path) -> None:
+    """Stopped and started again on the same folder, the federation keeps its CA and registry
+    (the registry's journal goes on), moves to new ports and still carries exchanges."""
+    from pintu import LocalFederation
+
+    with LocalFederation(tmp_path) as first:
+        first_registry = first.document["registry"]["address"]
+    root = (tmp_path / "ca-bundle.pem").read_bytes()
+    with LocalFederation(tmp_path) as second:
+        assert (tmp_path / "ca-bundle.pem").read_bytes() == root
+        assert second.document["registry"]["address"] != first_registry
+        address = second.document["gateways"]["welfare"]["agency_address"]
+        with grpc.insecure_channel(address) as channel:
+            person = call_population_registry(
+                second.document, channel, second.document["agencies"]["welfare"]["subsystem"]
+            )
+        assert person.citizen_id == PARENT
+        journal = subprocess.run(
+            pintu("registry", "journal", "--operator", second.document["registry"]["operator"]),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
+        assert "at this run's addresses" in journal
+        assert journal.count("security server") >= 8  # each server registered twice
 
 
 def test_demo_runs_the_scenario_and_exits_zero() -> None:

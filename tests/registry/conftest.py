@@ -1,0 +1,81 @@
+"""Fixtures for the registry's tests: a federation, stores on SQLite and on a real PostgreSQL
+cluster, a running registry service and a stand-in distribution server."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from registry import RegistryStore
+from tests.postgres import PostgresCluster, PostgresMissing
+from tests.registry.support import INSTANCE, FakeDistribution, Federation, RunningRegistry
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """One throwaway PostgreSQL cluster for the session; tests take their own databases."""
+    missing: str | None = None
+    try:
+        cluster = PostgresCluster.start()
+    except PostgresMissing as error:
+        missing = str(error)
+    if missing is not None:
+        # Fail, never skip: without PostgreSQL the registry's HA backend goes untested.
+        pytest.fail(missing, pytrace=False)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster: PostgresCluster) -> str:
+    """A fresh, empty schema of the cluster's ``registry`` database (SQLAlchemy URL)."""
+    return postgres_cluster.create_schema()
+
+
+@pytest.fixture
+def now() -> dt.datetime:
+    """The time tests issue certificates and sign at: the real time, as TLS checks it."""
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+@pytest.fixture
+def federation(now: dt.datetime) -> Federation:
+    return Federation.create(now)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database of each kind the registry supports."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'registry.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[RegistryStore]:
+    opened = RegistryStore(store_url, INSTANCE)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+async def registry(federation: Federation, tmp_path: Path) -> AsyncIterator[RunningRegistry]:
+    """A registry service on SQLite, gRPC and HTTP on 127.0.0.1."""
+    running = await RunningRegistry.start(federation, f"sqlite:///{tmp_path / 'registry.db'}")
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+@pytest.fixture
+def fake_distribution() -> Iterator[FakeDistribution]:
+    server = FakeDistribution()
+    yield server
+    server.close()
