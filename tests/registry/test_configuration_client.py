@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -326,6 +327,55 @@ async def test_failures_grow_while_unreachable_and_reset_after_success(
     assert client.last_success is not None
     assert client.last_success != success
     await client.stop()
+
+
+def events(caplog: pytest.LogCaptureFixture, name: str) -> list[logging.LogRecord]:
+    """The records of ``pintu.registry`` that carry the event ``name``."""
+    return [
+        record
+        for record in caplog.records
+        if record.name == "pintu.registry"
+        and getattr(record, "pintu_event", {}).get("event") == name
+    ]
+
+
+async def test_expiry_is_logged_at_half_the_validity_and_at_expiry(
+    registry: RunningRegistry,
+    make_client: MakeClient,
+    fake_distribution: FakeDistribution,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="pintu.registry")
+    now = [dt.datetime.now(dt.UTC)]
+    fake_distribution.blob = await served(registry)
+    client = make_client(registry.anchor(fake_distribution.url), clock=lambda: now[0])
+    await bootstrap(client)
+    expires_at = client.configuration.expires_at
+    assert expires_at is not None
+    fake_distribution.mode = "down"
+    await client.start()
+    await eventually(lambda: client.failures >= 1, "a failed poll")
+    assert not events(caplog, "configuration_expiring")
+    assert not events(caplog, "configuration_expired")
+
+    now[0] = expires_at - VALIDITY / 2 + dt.timedelta(seconds=1)
+    await eventually(lambda: bool(events(caplog, "configuration_expiring")), "expiring logged")
+    (expiring,) = events(caplog, "configuration_expiring")
+    assert expiring.levelno == logging.WARNING
+    assert "version 0" in expiring.getMessage()
+    assert not events(caplog, "configuration_expired")
+
+    now[0] = expires_at
+    await eventually(lambda: bool(events(caplog, "configuration_expired")), "expired logged")
+    (expired,) = events(caplog, "configuration_expired")
+    assert expired.levelno == logging.ERROR
+    assert client.seconds_to_expiry() <= 0
+    # Once each, however many polls fail afterwards; the last good copy is kept.
+    failures = client.failures
+    await eventually(lambda: client.failures >= failures + 2, "more failed polls")
+    assert len(events(caplog, "configuration_expiring")) == 1
+    assert len(events(caplog, "configuration_expired")) == 1
+    assert client.configuration.version == 0
 
 
 async def test_catch_up_returns_once_the_version_is_reached(
