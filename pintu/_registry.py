@@ -77,6 +77,7 @@ from registry import (
     RegistryService,
     RegistrySettings,
     import_changes,
+    parse_address,
 )
 
 LOGGER = logging.getLogger("pintu.registry")
@@ -85,8 +86,10 @@ SIGNING_LIFETIME = dt.timedelta(days=365)
 TLS_LIFETIME = dt.timedelta(days=365)
 OPERATOR_LIFETIME = dt.timedelta(days=90)
 OPERATOR_ENV = "PINTU_OPERATOR"
-# How often `serve` looks for a rotated signing key.
+# How often `serve` looks for rotated keys and changed operators.
 _SIGNER_CHECK = 1.0
+# A snapshot's lifetime, seconds: at least a minute, at most 30 days.
+_VALIDITY = (60, 30 * 86_400)
 
 
 def _now() -> dt.datetime:
@@ -166,8 +169,10 @@ class RegistryFolder:
             return value
 
         validity = document.get("validity_seconds", 3600)
-        if not isinstance(validity, int) or not 60 <= validity <= 30 * 86_400:
-            raise ConfigError(f"{self.settings_file}: validity_seconds: 60 to 2592000")
+        if not isinstance(validity, int) or not _VALIDITY[0] <= validity <= _VALIDITY[1]:
+            raise ConfigError(
+                f"{self.settings_file}: validity_seconds: {_VALIDITY[0]} to {_VALIDITY[1]}"
+            )
         operators: dict[OperatorId, str] = {}
         for name, role in dict(document.get("operators", {})).items():
             try:
@@ -297,6 +302,24 @@ def init_registry(
         RegistryId(instance)
     except IdentifierError as error:
         raise ConfigError(f"--instance: {error}") from None
+    for option, value in (
+        ("--listen", listen),
+        ("--http-listen", http_listen),
+        ("--address", address),
+    ):
+        if value is not None:
+            try:
+                parse_address(value, option)
+            except RegistryError as error:
+                raise ConfigError(str(error)) from None
+    for url in distribution or []:
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"--distribution: {url!r} is not an http:// or https:// URL")
+    if not _VALIDITY[0] <= validity_seconds <= _VALIDITY[1]:
+        raise ConfigError(
+            f"--validity: {validity_seconds} is not between {_VALIDITY[0]} and {_VALIDITY[1]}"
+            " seconds"
+        )
     directory.mkdir(parents=True, exist_ok=True)
     host = (address or listen).rpartition(":")[0].strip("[]")
     write_public(directory / "roots.pem", certificate_pem(*roots))
@@ -368,8 +391,8 @@ def write_operator_file(out: Path, folder: RegistryFolder) -> None:
 
 
 async def serve(directory: Path, ready_file: Path | None) -> None:
-    """Run the registry until SIGINT or SIGTERM; a rotated signing key is taken within a
-    second."""
+    """Run the registry until SIGINT or SIGTERM; rotated keys and roots, and operators added
+    to its settings, are taken within a second."""
     from pintu._processes import remove_ready, until_signalled, write_ready
 
     folder = RegistryFolder(directory)
@@ -379,11 +402,19 @@ async def serve(directory: Path, ready_file: Path | None) -> None:
     async def follow_signer() -> None:
         signing = (directory / "signing.key", directory / "signing.pem")
         tls = (directory / "tls.key", directory / "tls.pem", directory / "roots.pem")
-        seen = [[f.stat().st_mtime_ns for f in files] for files in (signing, tls)]
+        watched = (signing, tls, (folder.settings_file,))
+        seen = [[f.stat().st_mtime_ns for f in files] for files in watched]
         while True:
             await asyncio.sleep(_SIGNER_CHECK)
             try:
-                now = [[f.stat().st_mtime_ns for f in files] for files in (signing, tls)]
+                now = [[f.stat().st_mtime_ns for f in files] for files in watched]
+                if now[2] != seen[2]:
+                    service.replace_operators(folder.settings().operators)
+                    LOGGER.info(
+                        "took the operators of %s",
+                        folder.settings_file,
+                        extra={"pintu_event": {"event": "registry_operators_replaced"}},
+                    )
                 if now[1] != seen[1]:
                     service.replace_tls(folder.tls())
                     LOGGER.info(
@@ -398,9 +429,9 @@ async def serve(directory: Path, ready_file: Path | None) -> None:
                         extra={"pintu_event": {"event": "registry_signer_replaced"}},
                     )
                 seen = now
-            except (OSError, PkiError, RegistryError, ValueError) as error:
-                # A half-written rotation: tried again next time.
-                LOGGER.warning("new registry keys not (yet) usable: %s", error)
+            except (ConfigError, OSError, PkiError, RegistryError, ValueError) as error:
+                # A half-written rotation or settings file: tried again next time.
+                LOGGER.warning("new registry keys or settings not (yet) usable: %s", error)
 
     watcher = asyncio.create_task(follow_signer())
     try:

@@ -36,7 +36,7 @@ from pintu._errors import PintuError
 from pintu._federation import LocalFederation
 from pintu._logging import configure_logging
 from pki import PkiError, certificate_pem, write_public
-from registry import RegistryError
+from registry import RegistryError, RegistryRefusal
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -451,6 +451,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             asyncio.run(run_agency(options.name, options.listen, options.ready_file))
             return 0
+    except RegistryRefusal as error:
+        # The registry's own code (change_refused, operator_not_authorized, ...).
+        print(f"pintu: error [{error.reason}]: {error.detail}", file=sys.stderr)
+        return 2
     except (PintuError, PkiError, RegistryError, SettingsError) as error:
         print(f"pintu: error [{error.code}]: {error}", file=sys.stderr)
         return 2 if not isinstance(error, PintuError) or error.code != "federation_failed" else 1

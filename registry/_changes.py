@@ -120,9 +120,13 @@ def _apply(change: registry_pb2.RegistryChange, draft: _Draft) -> None:
     kind = change.WhichOneof("change")
     if kind == "put_member":
         member = MemberId.from_proto(change.put_member.id)
-        draft.members[member] = Member(
-            member, change.put_member.name, frozenset(change.put_member.subsystems)
-        )
+        subsystems = frozenset(change.put_member.subsystems)
+        known = draft.members.get(member)
+        if not subsystems and known is not None:
+            # A rename: the member keeps its subsystems (like a server put keeps its
+            # certificates); `remove_subsystem` takes them away.
+            subsystems = known.subsystems
+        draft.members[member] = Member(member, change.put_member.name, subsystems)
     elif kind == "remove_member":
         member = MemberId.from_proto(change.remove_member)
         if member not in draft.members:

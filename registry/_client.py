@@ -434,6 +434,7 @@ class RegistryRefusal(RegistryError):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(f"{reason}: {message}")
         self.reason = reason
+        self.detail = message
 
 
 def anchor_roots_pem(anchor: Anchor) -> bytes:

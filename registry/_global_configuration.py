@@ -488,9 +488,11 @@ def _check_service(
                 f"{where}.descriptor_file: {service.descriptor_file} does not define "
                 f"{service.id.service_name}"
             )
-        if set(methods) - {m.name for m in defined.method}:
+        unknown = sorted(set(methods) - {m.name for m in defined.method})
+        if unknown:
             raise GlobalConfigurationInvalid(
-                f"{where}.methods: not all are methods of {service.id.service_name}"
+                f"{where}.methods: {', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'}"
+                f" not a method of {service.id.service_name}"
             )
 
 

@@ -100,6 +100,7 @@ class RegistryService:
         self._clock = clock
         self._signer = (settings.signing_key, settings.signing_chain)
         self._tls = settings.tls
+        self._operators = dict(settings.operators)
         self._store: RegistryStore | None = None
         self._configuration: GlobalConfiguration | None = None
         self._published: _Published | None = None
@@ -132,6 +133,10 @@ class RegistryService:
             published = self._published
             assert published is not None
             self._publish(published.version, self._configuration)
+
+    def replace_operators(self, operators: Mapping[OperatorId, str]) -> None:
+        """Authorise ``operators`` (name → role) from the next call on."""
+        self._operators = dict(operators)
 
     def replace_tls(self, identity: TlsIdentity) -> None:
         """Present ``identity`` and trust its anchors (new roots during a root rollover) for
@@ -324,9 +329,13 @@ class RegistryService:
             identity = None
         if not isinstance(identity, OperatorId):
             raise OperatorNotAuthorized("the caller's certificate names no operator")
-        granted = self.settings.operators.get(identity)
-        if granted is None or (role == ADMIN and granted != ADMIN):
-            raise OperatorNotAuthorized(f"operator {identity} may not do this (role {granted})")
+        granted = self._operators.get(identity)
+        if granted is None:
+            raise OperatorNotAuthorized(f"{identity} is not an operator of this registry")
+        if role == ADMIN and granted != ADMIN:
+            raise OperatorNotAuthorized(
+                f"operator {identity} (role {granted}) may not change the registry"
+            )
         return identity
 
     def _change(

@@ -1164,7 +1164,10 @@ def test_descriptor_file_that_does_not_define_the_service(
 
 def test_service_methods_not_all_in_its_descriptor(config: GlobalConfiguration) -> None:
     file = descriptor_file(services={"CivilRegistry": ["GetPerson"]})
-    with pytest.raises(GlobalConfigurationInvalid, match=r"^services\[0\]\.methods: not all"):
+    with pytest.raises(
+        GlobalConfigurationInvalid,
+        match=r"^services\[0\]\.methods: \w+(, \w+)* (is|are) not a method of ",
+    ):
         with_descriptor(config, (file,))
 
 

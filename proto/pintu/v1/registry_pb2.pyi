@@ -133,7 +133,9 @@ class RegisteredMember(_message.Message):
     @_builtins.property
     def id(self) -> _identifiers_pb2.MemberId: ...
     @_builtins.property
-    def subsystems(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def subsystems(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """In a put_member change: none keeps the member's current subsystems."""
+
     def __init__(
         self,
         *,
