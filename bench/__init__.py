@@ -1,2 +1,2 @@
 """Pintu's benchmarks: ``make bench`` (``python -m bench.run``) runs every suite (``exchange``,
-``pki``), each rewriting its own section of docs/benchmarks.md."""
+``pki``, ``registry``), each rewriting its own section of docs/benchmarks.md."""

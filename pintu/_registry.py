@@ -423,7 +423,7 @@ async def serve(directory: Path, ready_file: Path | None) -> None:
                     )
                 if now[0] != seen[0]:
                     key, chain = folder.signer()
-                    service.replace_signer(key, tuple(chain))
+                    await service.replace_signer(key, tuple(chain))
                     LOGGER.info(
                         "took the new configuration-signing key",
                         extra={"pintu_event": {"event": "registry_signer_replaced"}},

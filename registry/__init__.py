@@ -49,6 +49,7 @@ from registry._snapshot import (
     from_content,
     sign_snapshot,
     snapshot_tag,
+    state_hash,
     to_content,
 )
 from registry._source import ConfigurationSource, StaticConfiguration, Subscriber
@@ -97,5 +98,6 @@ __all__ = [
     "parse_address",
     "sign_snapshot",
     "snapshot_tag",
+    "state_hash",
     "to_content",
 ]

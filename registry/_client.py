@@ -46,6 +46,12 @@ from registry._source import Subscriber
 LOGGER = logging.getLogger("pintu.registry")
 ANCHOR_FORMAT = 1
 _TIMEOUT = 20.0
+# Management messages carry whole federations (an import of 100,000 services with their
+# descriptors is about 130 MiB; the registry's state about 25 MiB): far above gRPC's 4 MiB.
+MESSAGE_LIMITS = [
+    ("grpc.max_receive_message_length", 512 * 1024 * 1024),
+    ("grpc.max_send_message_length", 512 * 1024 * 1024),
+]
 
 Clock = Callable[[], dt.datetime]
 
@@ -126,6 +132,7 @@ class ConfigurationClient:
         self._subscribers: list[Subscriber] = []
         self._task: asyncio.Task[None] | None = None
         self._warned_expiry = 0
+        self._taking = asyncio.Lock()
         self.failures = 0
         self.last_success: dt.datetime | None = None
 
@@ -218,10 +225,7 @@ class ConfigurationClient:
             RegistryError: refused; the configuration in use stays.
         """
         snapshot = self._verifier.verify(blob, now=self._clock())
-        current = self._snapshot
-        if not accept(
-            current.configuration if current else None, snapshot, current.tag if current else ""
-        ):
+        if not accept(self._snapshot, snapshot):
             return None
         write_public(self.cache, blob)
         self._snapshot = snapshot
@@ -238,7 +242,11 @@ class ConfigurationClient:
         return snapshot
 
     async def _take(self, blob: bytes) -> bool:
-        snapshot = self._accept(blob)
+        # Verifying a large configuration takes a while (seconds at 100,000 services): in a
+        # thread, so that the event loop keeps serving exchanges with the configuration in use.
+        # One at a time, so that each is judged against the configuration really in use.
+        async with self._taking:
+            snapshot = await asyncio.to_thread(self._accept, blob)
         if snapshot is None:
             return False
         for subscriber in self._subscribers:
@@ -384,6 +392,7 @@ class RegistryClient:
             options=[
                 ("grpc.ssl_target_name_override", REGISTRY_TLS_NAME),
                 ("grpc.use_local_subchannel_pool", 1),
+                *MESSAGE_LIMITS,
             ],
         )
         try:

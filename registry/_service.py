@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import inspect
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from pki import CertificateIdentityError, PrivateKey, TlsIdentity, identity_from
 from proto import OperatorId, SecurityServerId, error_trailers
 from proto.pintu.v1 import errors_pb2, registry_pb2
 from registry._changes import certificate_fingerprint
+from registry._client import MESSAGE_LIMITS
 from registry._errors import (
     ChangeRefused,
     OperatorNotAuthorized,
@@ -104,6 +106,7 @@ class RegistryService:
         self._store: RegistryStore | None = None
         self._configuration: GlobalConfiguration | None = None
         self._published: _Published | None = None
+        self._committing = asyncio.Lock()
         self._grpc: grpc.aio.Server | None = None
         self._http: uvicorn.Server | None = None
         self._http_task: asyncio.Task[None] | None = None
@@ -125,14 +128,15 @@ class RegistryService:
 
     # -- publishing ----------------------------------------------------------------------------
 
-    def replace_signer(self, key: PrivateKey, chain: tuple[x509.Certificate, ...]) -> None:
+    async def replace_signer(self, key: PrivateKey, chain: tuple[x509.Certificate, ...]) -> None:
         """Sign with ``key`` (a rotated configuration-signing key) from now on, starting with a
-        snapshot of the current version right away."""
-        self._signer = (key, chain)
-        if self._store is not None and self._configuration is not None:
-            published = self._published
-            assert published is not None
-            self._publish(published.version, self._configuration)
+        snapshot of the current version right away (after any change being committed)."""
+        async with self._committing:
+            self._signer = (key, chain)
+            if self._store is not None and self._configuration is not None:
+                published = self._published
+                assert published is not None
+                await asyncio.to_thread(self._publish, published.version, self._configuration)
 
     def replace_operators(self, operators: Mapping[OperatorId, str]) -> None:
         """Authorise ``operators`` (name → role) from the next call on."""
@@ -197,7 +201,8 @@ class RegistryService:
         while True:
             await asyncio.sleep(WATCH_INTERVAL)
             try:
-                self._refresh()
+                async with self._committing:
+                    await asyncio.to_thread(self._refresh)
             except RegistryError:
                 LOGGER.exception("could not refresh the global configuration; trying again")
 
@@ -213,7 +218,7 @@ class RegistryService:
         self._store = RegistryStore(settings.database, settings.instance)
         version, configuration = self._store.load()
         self._publish(version, configuration)
-        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0), *MESSAGE_LIMITS])
         server.add_generic_rpc_handlers([self._handlers()])
 
         def tls_configuration(identity: TlsIdentity) -> Any:
@@ -286,7 +291,10 @@ class RegistryService:
                         request = request_type.FromString(raw)
                     except Exception:  # protobuf's DecodeError
                         raise ChangeRefused("the request is not a valid message") from None
-                    return bytes(answer(request, context).SerializeToString())
+                    answered = answer(request, context)
+                    if inspect.isawaitable(answered):
+                        answered = await answered
+                    return bytes(answered.SerializeToString())
                 except RegistryError as error:
                     LOGGER.warning(
                         "registry refused a request: %s: %s",
@@ -338,17 +346,43 @@ class RegistryService:
             )
         return identity
 
-    def _change(
+    async def _commit(
+        self,
+        changes: Callable[[], list[registry_pb2.RegistryChange]],
+        *,
+        actor: str,
+        reason: str,
+    ) -> int:
+        """Apply ``changes()`` (computed under the lock, from the current content; none: nothing
+        to do) and publish the new version; the version then current.
+
+        One commit at a time, each in a thread: with a large registry, checking the whole
+        content and signing it takes seconds, and the distribution side (on this event loop)
+        must go on serving meanwhile.
+        """
+        async with self._committing:
+
+            def commit() -> int:
+                batch = changes()
+                if not batch:
+                    published = self._published
+                    assert published is not None
+                    return published.version
+                version, configuration = self.store.apply(
+                    batch, actor=actor, reason=reason, now=self._clock()
+                )
+                self._publish(version, configuration)
+                return version
+
+            return await asyncio.to_thread(commit)
+
+    async def _change(
         self, request: registry_pb2.ChangeRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> registry_pb2.ChangeResponse:
         operator = self._operator(context, ADMIN)
-        version, configuration = self.store.apply(
-            list(request.changes),
-            actor=f"operator {operator}",
-            reason=request.reason,
-            now=self._clock(),
+        version = await self._commit(
+            lambda: list(request.changes), actor=f"operator {operator}", reason=request.reason
         )
-        self._publish(version, configuration)
         return registry_pb2.ChangeResponse(version=version)
 
     def _state(
@@ -383,7 +417,7 @@ class RegistryService:
             )
         return registry_pb2.GetJournalResponse(entries=entries)
 
-    def _register_certificate(
+    async def _register_certificate(
         self,
         request: registry_pb2.RegisterCertificateRequest,
         context: grpc.aio.ServicerContext[Any, Any],
@@ -401,31 +435,30 @@ class RegistryService:
         if not isinstance(server, SecurityServerId):
             raise OperatorNotAuthorized("only a security server registers its certificate")
         der = certificate.public_bytes(serialization.Encoding.DER)
-        known = self.configuration.security_servers.get(server)
-        if known is None:
-            raise ChangeRefused(f"{server} is not a registered security server")
-        keep = {certificate_fingerprint(der)}
-        if bytes(request.previous_sha256) in known.certificates:
-            keep.add(bytes(request.previous_sha256))
-        if keep == known.certificates:
-            published = self._published
-            assert published is not None
-            return registry_pb2.ChangeResponse(version=published.version)
-        change = registry_pb2.RegistryChange(
-            put_security_server=registry_pb2.RegisteredServer(
-                id=server.to_proto(),
-                addresses=known.addresses,
-                certificate_sha256=sorted(keep),
-                subsystems=sorted(known.subsystems),
-            )
+
+        def change() -> list[registry_pb2.RegistryChange]:
+            known = self.configuration.security_servers.get(server)
+            if known is None:
+                raise ChangeRefused(f"{server} is not a registered security server")
+            keep = {certificate_fingerprint(der)}
+            if bytes(request.previous_sha256) in known.certificates:
+                keep.add(bytes(request.previous_sha256))
+            if keep == known.certificates:
+                return []
+            return [
+                registry_pb2.RegistryChange(
+                    put_security_server=registry_pb2.RegisteredServer(
+                        id=server.to_proto(),
+                        addresses=known.addresses,
+                        certificate_sha256=sorted(keep),
+                        subsystems=sorted(known.subsystems),
+                    )
+                )
+            ]
+
+        version = await self._commit(
+            change, actor=f"security server {server}", reason="its authentication certificate"
         )
-        version, configuration = self.store.apply(
-            [change],
-            actor=f"security server {server}",
-            reason="its authentication certificate",
-            now=self._clock(),
-        )
-        self._publish(version, configuration)
         return registry_pb2.ChangeResponse(version=version)
 
     # -- HTTP ----------------------------------------------------------------------------------

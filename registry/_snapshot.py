@@ -21,7 +21,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from google.protobuf import descriptor_pb2
 from google.protobuf.message import DecodeError
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from pki import CONFIGURATION_SIGNING, PrivateKey, certificate_identity
 from pki import PkiError as _PkiError
@@ -47,14 +46,6 @@ from registry._global_configuration import (
 CONTENT_FORMAT = 1
 
 
-def _timestamp(moment: dt.datetime | None) -> Timestamp | None:
-    if moment is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp
-
-
 def to_content(
     configuration: GlobalConfiguration,
     *,
@@ -62,13 +53,11 @@ def to_content(
     built_at: dt.datetime,
     expires_at: dt.datetime,
 ) -> registry_pb2.GlobalConfigurationContent:
-    """The snapshot content of ``configuration`` with a version and a validity window."""
-    return registry_pb2.GlobalConfigurationContent(
+    """The snapshot content of ``configuration`` with a version, a validity window and the
+    hash of the state."""
+    content = registry_pb2.GlobalConfigurationContent(
         format=CONTENT_FORMAT,
         instance=configuration.instance,
-        version=version,
-        built_at=_timestamp(built_at),
-        expires_at=_timestamp(expires_at),
         members=[
             registry_pb2.RegisteredMember(
                 id=m.id.to_proto(), name=m.name, subsystems=sorted(m.subsystems)
@@ -108,6 +97,20 @@ def to_content(
         ],
         descriptor_files=[_file(raw) for raw in configuration.descriptor_files],
     )
+    content.state_sha256 = state_hash(content)
+    content.version = version
+    content.built_at.FromDatetime(built_at)
+    content.expires_at.FromDatetime(expires_at)
+    return content
+
+
+def state_hash(content: registry_pb2.GlobalConfigurationContent) -> bytes:
+    """SHA-256 of ``content`` without its version, times and hash (see registry.proto)."""
+    state = registry_pb2.GlobalConfigurationContent()
+    state.CopyFrom(content)
+    for name in ("version", "built_at", "expires_at", "state_sha256"):
+        state.ClearField(name)
+    return hashlib.sha256(state.SerializeToString(deterministic=True)).digest()
 
 
 def _file(raw: bytes) -> descriptor_pb2.FileDescriptorProto:
@@ -125,6 +128,8 @@ def from_content(content: registry_pb2.GlobalConfigurationContent) -> GlobalConf
         raise ConfigurationMalformed(f"format {content.format} is not understood")
     if not content.HasField("built_at") or not content.HasField("expires_at"):
         raise ConfigurationMalformed("the snapshot has no validity window")
+    if len(content.state_sha256) != 32:
+        raise ConfigurationMalformed("the snapshot has no state hash (32 bytes)")
     try:
         members = [
             Member(_MemberId.from_proto(m.id), m.name, frozenset(m.subsystems))
@@ -215,6 +220,7 @@ class VerifiedSnapshot:
     configuration: GlobalConfiguration
     tag: str
     blob: bytes
+    state: bytes
 
 
 def _verify_signature(certificate: x509.Certificate, signature: bytes, data: bytes) -> None:
@@ -288,7 +294,7 @@ class SnapshotVerifier:
                 f"the snapshot (version {configuration.version}) expired at "
                 f"{configuration.expires_at:%Y-%m-%d %H:%M:%S} UTC"
             )
-        return VerifiedSnapshot(configuration, snapshot_tag(blob), blob)
+        return VerifiedSnapshot(configuration, snapshot_tag(blob), blob, content.state_sha256)
 
     def _check_signer(self, chain: list[x509.Certificate], now: dt.datetime) -> None:
         if not chain:
@@ -327,33 +333,28 @@ class SnapshotVerifier:
         )
 
 
-def accept(current: GlobalConfiguration | None, new: VerifiedSnapshot, current_tag: str) -> bool:
+def accept(current: VerifiedSnapshot | None, new: VerifiedSnapshot) -> bool:
     """Whether ``new`` should replace ``current``: a newer version, or the same version
     re-signed with a later expiry. Answers False for the very snapshot already in use.
 
     Raises:
-        ConfigurationRollback: an older version, or the same version with other content.
+        ConfigurationRollback: an older version, or the same version with another state.
     """
     if current is None:
         return True
-    incoming = new.configuration
-    if new.tag == current_tag:
+    incoming, used = new.configuration, current.configuration
+    if new.tag == current.tag:
         return False
-    if incoming.version < current.version:
+    if incoming.version < used.version:
         raise ConfigurationRollback(
-            f"version {incoming.version} is older than version {current.version} in use"
+            f"version {incoming.version} is older than version {used.version} in use"
         )
-    if incoming.version == current.version:
-        same = to_content(
-            incoming, version=0, built_at=_EPOCH, expires_at=_EPOCH
-        ).SerializeToString(deterministic=True) == to_content(
-            current, version=0, built_at=_EPOCH, expires_at=_EPOCH
-        ).SerializeToString(deterministic=True)
-        if not same:
+    if incoming.version == used.version:
+        if new.state != current.state:
             raise ConfigurationRollback(
-                f"version {incoming.version} differs from the version {current.version} in use"
+                f"version {incoming.version} differs from the version {used.version} in use"
             )
-        return (incoming.expires_at or _EPOCH) > (current.expires_at or _EPOCH)
+        return (incoming.expires_at or _EPOCH) > (used.expires_at or _EPOCH)
     return True
 
 

@@ -75,6 +75,7 @@ class RegistryStore:
     """The registry's database (see the module docstring)."""
 
     def __init__(self, url: str, instance: str) -> None:
+        self._latest: tuple[int, GlobalConfiguration] | None = None
         try:
             self._engine = create_engine(url)
             if self._engine.dialect.name == "sqlite":
@@ -114,9 +115,11 @@ class RegistryStore:
         """The current version and content."""
         try:
             with self._engine.connect() as connection:
-                return self._load(connection)
+                loaded = self._load(connection)
         except SQLAlchemyError as error:
             raise RegistryUnavailable(f"registry database: {error}") from error
+        self._latest = loaded
+        return loaded
 
     def _load(self, connection: Connection) -> tuple[int, GlobalConfiguration]:
         version = int(connection.execute(select(t.state.c.version)).scalar_one())
@@ -221,7 +224,13 @@ class RegistryStore:
                 version = int(
                     connection.execute(select(t.state.c.version).with_for_update()).scalar_one()
                 )
-                _, current = self._load(connection)
+                # The content this process last read or wrote is the database's as long as the
+                # version has not moved (the row is locked): a change then costs no reload.
+                latest = self._latest
+                if latest is not None and latest[0] == version:
+                    current = latest[1]
+                else:
+                    _, current = self._load(connection)
                 changed = apply_changes(current, changes)
                 _write(connection, current, changed)
                 version += 1
@@ -237,7 +246,9 @@ class RegistryStore:
                 )
         except SQLAlchemyError as error:
             raise RegistryUnavailable(f"registry database: {error}") from error
-        return version, dataclasses.replace(changed, version=version)
+        result = version, dataclasses.replace(changed, version=version)
+        self._latest = result
+        return result
 
     # -- snapshots -----------------------------------------------------------------------------
 

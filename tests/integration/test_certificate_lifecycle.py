@@ -222,7 +222,7 @@ async def test_root_rollover_without_stopping_exchanges(make_testbed) -> None:
         now=dt.datetime.now(dt.UTC),
         lifetime=dt.timedelta(days=1),
     )
-    registry.replace_signer(signing_key, (signer, g2.issuing))
+    await registry.replace_signer(signing_key, (signer, g2.issuing))
     await asyncio.sleep(8)  # every certificate renewed at least once under G2
     g2_issuing = folder.generation(2).issuing
     for gateway in gateways:

@@ -357,7 +357,7 @@ class RegistryDirectory:
 def init_registry(ca: CaDirectory, path: Path) -> RegistryDirectory:
     """``pintu registry init`` on fresh ports and ``pintu registry operator`` of ``admin``;
     fails the test if either does not succeed."""
-    with_ca = ["--dir", path, "--ca-dir", ca.path, "--passphrase-file", ca.secret]
+    with_ca: list[str | Path] = ["--dir", path, "--ca-dir", ca.path, "--passphrase-file", ca.secret]
     succeeded(
         pintu(
             "registry",

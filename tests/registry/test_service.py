@@ -10,9 +10,10 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
+from google.protobuf import descriptor_pb2
 
 import pki
-from proto import SecurityServerId
+from proto import SecurityServerId, ServiceId
 from proto.pintu.v1 import registry_pb2
 from registry import RegistryRefusal, VerifiedSnapshot, accept, snapshot_tag
 from tests.registry.support import (
@@ -20,6 +21,7 @@ from tests.registry.support import (
     BANK,
     CERT_A,
     CERT_B,
+    CIVIL,
     MALLORY,
     POPREG,
     POPREG_SS1,
@@ -30,8 +32,10 @@ from tests.registry.support import (
     Federation,
     RunningRegistry,
     error_code,
+    population_descriptors,
     put_member,
     put_server,
+    put_service,
     raw_call,
     remove_member,
     sample_registry,
@@ -328,7 +332,7 @@ async def test_the_snapshot_is_re_signed_at_half_its_validity(
         assert again.configuration.built_at == moment[0]
         assert again.configuration.expires_at == moment[0] + VALIDITY
         # A security server takes the re-signed snapshot of the same version.
-        assert accept(first.configuration, again, first.tag) is True
+        assert accept(first, again) is True
     finally:
         await registry.stop()
 
@@ -369,3 +373,45 @@ async def snapshot_bytes(registry: RunningRegistry) -> bytes:
 
 def verified(registry: RunningRegistry, blob: bytes) -> VerifiedSnapshot:
     return registry.federation.verifier().verify(blob, now=registry.federation.now)
+
+
+async def test_changes_and_state_larger_than_grpcs_default_limit(
+    registry: RunningRegistry, federation: Federation
+) -> None:
+    # A federation's import carries every service's descriptors: far beyond gRPC's default
+    # 4 MiB per message, both ways.
+    services = [
+        put_service(
+            ServiceId(CIVIL, f"popreg{index}.v1.CivilRegistry"),
+            description="x" * 600,
+            descriptors=_renamed(population_descriptors(), f"popreg{index}.v1"),
+        )
+        for index in range(6_000)
+    ]
+    request = registry_pb2.ChangeRequest(changes=[*sample_registry(), *services], reason="big")
+    assert request.ByteSize() > 5 * 1024 * 1024
+    version = await registry.admin.change(list(request.changes), "a large import")
+    state = await registry.admin.state()
+    assert state.version == version
+    assert len(state.services) == 6_000 + len(
+        [c for c in sample_registry() if c.WhichOneof("change") == "put_service"]
+    )
+    assert state.ByteSize() > 4 * 1024 * 1024
+
+
+def _renamed(
+    files: descriptor_pb2.FileDescriptorSet, package: str
+) -> descriptor_pb2.FileDescriptorSet:
+    """``files`` with every file in ``package`` (names and type references follow)."""
+    renamed = descriptor_pb2.FileDescriptorSet()
+    renamed.CopyFrom(files)
+    folder = package.replace(".", "/")
+    for file in renamed.file:
+        file.name = file.name.replace("popreg/v1", folder)
+        file.package = package
+        file.dependency[:] = [d.replace("popreg/v1", folder) for d in file.dependency]
+        for service in file.service:
+            for method in service.method:
+                method.input_type = method.input_type.replace(".popreg.v1.", f".{package}.")
+                method.output_type = method.output_type.replace(".popreg.v1.", f".{package}.")
+    return renamed

@@ -29,6 +29,7 @@ from registry import (
     from_content,
     sign_snapshot,
     snapshot_tag,
+    state_hash,
     to_content,
 )
 from tests.registry.support import (
@@ -183,7 +184,7 @@ def test_a_snapshot_signed_by_a_newer_signing_certificate_verifies(
         federation, signed(federation, 2, key=key, chain=[certificate], built_at=later), later
     )
     assert new.configuration.version == 2
-    assert accept(old.configuration, new, old.tag) is True
+    assert accept(old, new) is True
     # Both certificates are good during the rotation.
     assert verify(federation, signed(federation, 3, built_at=later), later)
 
@@ -391,6 +392,28 @@ def test_snapshot_without_a_validity_window(federation: Federation, missing: str
     refused(ConfigurationMalformed, federation, sign_content(federation, message))
 
 
+@pytest.mark.parametrize("state", [b"", b"\x00" * 31, b"\x00" * 33], ids=["none", "31", "33"])
+def test_snapshot_without_a_state_hash(federation: Federation, state: bytes) -> None:
+    message = content(federation)
+    message.state_sha256 = state
+    assert "state hash" in refused(
+        ConfigurationMalformed, federation, sign_content(federation, message)
+    )
+
+
+def test_the_state_hash_names_the_state_not_the_version_or_times(
+    federation: Federation,
+) -> None:
+    first = content(federation, 5)
+    later = content(federation, 9, built_at=federation.now + dt.timedelta(hours=2))
+    changed = content(
+        federation, 5, configuration=apply_changes(sample(), [put_member(BANK, "Another")])
+    )
+    assert first.state_sha256 == later.state_sha256 == state_hash(later)
+    assert changed.state_sha256 != first.state_sha256
+    assert len(first.state_sha256) == 32
+
+
 def test_snapshot_with_inconsistent_content(federation: Federation) -> None:
     # A service of a provider that is not registered.
     message = content(federation)
@@ -419,24 +442,24 @@ def test_snapshot_with_a_malformed_subsystem_code_of_a_server(federation: Federa
 
 
 def test_accept_anything_when_nothing_is_in_use(federation: Federation) -> None:
-    assert accept(None, verify(federation, signed(federation, 1)), "") is True
+    assert accept(None, verify(federation, signed(federation, 1))) is True
 
 
 def test_accept_a_newer_version(federation: Federation) -> None:
     current = verify(federation, signed(federation, 1))
-    assert accept(current.configuration, verify(federation, signed(federation, 2)), current.tag)
+    assert accept(current, verify(federation, signed(federation, 2)))
 
 
 def test_the_snapshot_in_use_is_not_taken_again(federation: Federation) -> None:
     current = verify(federation, signed(federation, 1))
-    assert accept(current.configuration, current, current.tag) is False
+    assert accept(current, current) is False
 
 
 def test_rollback_to_an_older_version(federation: Federation) -> None:
     older = verify(federation, signed(federation, 4))
     current = verify(federation, signed(federation, 5))
     with pytest.raises(ConfigurationRollback) as info:
-        accept(current.configuration, older, current.tag)
+        accept(current, older)
     assert info.value.code == "configuration_rollback"
     assert "version 4" in str(info.value)
 
@@ -446,7 +469,7 @@ def test_same_version_with_other_content(federation: Federation) -> None:
     changed = apply_changes(sample(), [put_member(BANK, "Another Bank")])
     other = verify(federation, signed(federation, 5, configuration=changed))
     with pytest.raises(ConfigurationRollback) as info:
-        accept(current.configuration, other, current.tag)
+        accept(current, other)
     assert info.value.code == "configuration_rollback"
 
 
@@ -454,13 +477,13 @@ def test_same_version_re_signed_with_a_later_expiry(federation: Federation) -> N
     current = verify(federation, signed(federation, 5))
     later = federation.now + dt.timedelta(minutes=30)
     resigned = verify(federation, signed(federation, 5, built_at=later))
-    assert accept(current.configuration, resigned, current.tag) is True
+    assert accept(current, resigned) is True
 
 
 def test_same_version_re_signed_with_an_earlier_expiry(federation: Federation) -> None:
     current = verify(federation, signed(federation, 5))
     earlier = verify(federation, signed(federation, 5, validity=VALIDITY / 2))
-    assert accept(current.configuration, earlier, current.tag) is False
+    assert accept(current, earlier) is False
 
 
 def test_errors_have_stable_codes() -> None:

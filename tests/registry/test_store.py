@@ -573,6 +573,38 @@ def test_removing_something_unknown(
     assert refused(store, change).startswith("change 1: ")
 
 
+def test_a_store_builds_on_what_another_store_changed(store_url: str) -> None:
+    # Each store keeps the content it last read or wrote; a change by another store (another
+    # registry process) moves the version, and the next change starts from the database again.
+    first, second = RegistryStore(store_url, INSTANCE), RegistryStore(store_url, INSTANCE)
+    try:
+        apply(first, put_member(POPREG, "Population Registry"))
+        apply(second, put_member(TAX, "Tax Board"))
+        version, configuration = first.apply(
+            [put_member(BANK, "Bank")], actor="operator alice", reason="test", now=NOW
+        )
+        assert version == 3
+        assert set(configuration.members) == {POPREG, TAX, BANK}
+        assert set(second.load()[1].members) == {POPREG, TAX, BANK}
+        # A refused batch leaves what the store keeps as it was.
+        refused(first, put_member(MemberId("OTHER", "GOV", "X"), "elsewhere"))
+        _, after = second.apply(
+            [remove_member(TAX)], actor="operator alice", reason="test", now=NOW
+        )
+        assert set(after.members) == {POPREG, BANK}
+        _, last = first.apply(
+            [put_member(TAX, "Tax Board again")], actor="operator alice", reason="test", now=NOW
+        )
+        assert {m: c.name for m, c in last.members.items()} == {
+            POPREG: "Population Registry",
+            BANK: "Bank",
+            TAX: "Tax Board again",
+        }
+    finally:
+        first.close()
+        second.close()
+
+
 # --- several registry processes on one PostgreSQL database --------------------------------------
 
 

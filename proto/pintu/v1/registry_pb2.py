@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from proto.pintu.v1 import identifiers_pb2 as proto_dot_pintu_dot_v1_dot_identifiers__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dproto/pintu/v1/registry.proto\x12\x08pintu.v1\x1a google/protobuf/descriptor.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a proto/pintu/v1/identifiers.proto\"U\n\x19SignedGlobalConfiguration\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x14\n\x0csigner_chain\x18\x03 \x03(\x0c\"\xad\x03\n\x1aGlobalConfigurationContent\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\r\x12\x10\n\x08instance\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x04\x12,\n\x08\x62uilt_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07members\x18\x06 \x03(\x0b\x32\x1a.pintu.v1.RegisteredMember\x12\x34\n\x10security_servers\x18\x07 \x03(\x0b\x32\x1a.pintu.v1.RegisteredServer\x12-\n\x08services\x18\x08 \x03(\x0b\x32\x1b.pintu.v1.RegisteredService\x12,\n\rglobal_groups\x18\t \x03(\x0b\x32\x15.pintu.v1.GlobalGroup\x12>\n\x10\x64\x65scriptor_files\x18\n \x03(\x0b\x32$.google.protobuf.FileDescriptorProto\"T\n\x10RegisteredMember\x12\x1e\n\x02id\x18\x01 \x01(\x0b\x32\x12.pintu.v1.MemberId\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\nsubsystems\x18\x03 \x03(\t\"}\n\x10RegisteredServer\x12&\n\x02id\x18\x01 \x01(\x0b\x32\x1a.pintu.v1.SecurityServerId\x12\x11\n\taddresses\x18\x02 \x03(\t\x12\x1a\n\x12\x63\x65rtificate_sha256\x18\x03 \x03(\x0c\x12\x12\n\nsubsystems\x18\x04 \x03(\t\"\xe4\x01\n\x11RegisteredService\x12\x1f\n\x02id\x18\x01 \x01(\x0b\x32\x13.pintu.v1.ServiceId\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x0f\n\x07methods\x18\x03 \x03(\t\x12\x17\n\x0f\x64\x65scriptor_file\x18\x04 \x01(\t\x12\x15\n\rpersonal_data\x18\x05 \x01(\x08\x12\x17\n\x0f\x64\x61ta_categories\x18\x06 \x03(\t\x12\x10\n\x08purposes\x18\x07 \x03(\t\x12\x18\n\x10\x63onsent_required\x18\x08 \x01(\x08\x12\x13\n\x0blegal_basis\x18\t \x01(\t\"X\n\x0bGlobalGroup\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12&\n\x07members\x18\x03 \x03(\x0b\x32\x15.pintu.v1.SubsystemId\"J\n\rChangeRequest\x12)\n\x07\x63hanges\x18\x01 \x03(\x0b\x32\x18.pintu.v1.RegistryChange\x12\x0e\n\x06reason\x18\x02 \x01(\t\"!\n\x0e\x43hangeResponse\x12\x0f\n\x07version\x18\x01 \x01(\x04\"\xff\x04\n\x0eRegistryChange\x12\x30\n\nput_member\x18\x01 \x01(\x0b\x32\x1a.pintu.v1.RegisteredMemberH\x00\x12+\n\rremove_member\x18\x02 \x01(\x0b\x32\x12.pintu.v1.MemberIdH\x00\x12.\n\radd_subsystem\x18\x03 \x01(\x0b\x32\x15.pintu.v1.SubsystemIdH\x00\x12\x31\n\x10remove_subsystem\x18\x04 \x01(\x0b\x32\x15.pintu.v1.SubsystemIdH\x00\x12\x39\n\x13put_security_server\x18\x05 \x01(\x0b\x32\x1a.pintu.v1.RegisteredServerH\x00\x12<\n\x16remove_security_server\x18\x06 \x01(\x0b\x32\x1a.pintu.v1.SecurityServerIdH\x00\x12\x36\n\x0f\x61\x64\x64_certificate\x18\x07 \x01(\x0b\x32\x1b.pintu.v1.CertificateChangeH\x00\x12\x39\n\x12remove_certificate\x18\x08 \x01(\x0b\x32\x1b.pintu.v1.CertificateChangeH\x00\x12\x34\n\x0bput_service\x18\t \x01(\x0b\x32\x1d.pintu.v1.ServiceRegistrationH\x00\x12-\n\x0eremove_service\x18\n \x01(\x0b\x32\x13.pintu.v1.ServiceIdH\x00\x12\x31\n\x10put_global_group\x18\x0b \x01(\x0b\x32\x15.pintu.v1.GlobalGroupH\x00\x12\x1d\n\x13remove_global_group\x18\x0c \x01(\tH\x00\x42\x08\n\x06\x63hange\"d\n\x11\x43\x65rtificateChange\x12*\n\x06server\x18\x01 \x01(\x0b\x32\x1a.pintu.v1.SecurityServerId\x12\x13\n\x0b\x63\x65rtificate\x18\x02 \x01(\x0c\x12\x0e\n\x06sha256\x18\x03 \x01(\x0c\"|\n\x13ServiceRegistration\x12,\n\x07service\x18\x01 \x01(\x0b\x32\x1b.pintu.v1.RegisteredService\x12\x37\n\x0b\x64\x65scriptors\x18\x02 \x01(\x0b\x32\".google.protobuf.FileDescriptorSet\"\x11\n\x0fGetStateRequest\"*\n\x11GetJournalRequest\x12\x15\n\rafter_version\x18\x01 \x01(\x04\"w\n\x0cJournalEntry\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12&\n\x02\x61t\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x0f\n\x07\x63hanges\x18\x05 \x03(\t\"=\n\x12GetJournalResponse\x12\'\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x16.pintu.v1.JournalEntry\"5\n\x1aRegisterCertificateRequest\x12\x17\n\x0fprevious_sha256\x18\x01 \x01(\x0c\x32\xb4\x02\n\x08Registry\x12;\n\x06\x43hange\x12\x17.pintu.v1.ChangeRequest\x1a\x18.pintu.v1.ChangeResponse\x12K\n\x08GetState\x12\x19.pintu.v1.GetStateRequest\x1a$.pintu.v1.GlobalConfigurationContent\x12G\n\nGetJournal\x12\x1b.pintu.v1.GetJournalRequest\x1a\x1c.pintu.v1.GetJournalResponse\x12U\n\x13RegisterCertificate\x12$.pintu.v1.RegisterCertificateRequest\x1a\x18.pintu.v1.ChangeResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dproto/pintu/v1/registry.proto\x12\x08pintu.v1\x1a google/protobuf/descriptor.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a proto/pintu/v1/identifiers.proto\"U\n\x19SignedGlobalConfiguration\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x14\n\x0csigner_chain\x18\x03 \x03(\x0c\"\xc3\x03\n\x1aGlobalConfigurationContent\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\r\x12\x10\n\x08instance\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x04\x12,\n\x08\x62uilt_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07members\x18\x06 \x03(\x0b\x32\x1a.pintu.v1.RegisteredMember\x12\x34\n\x10security_servers\x18\x07 \x03(\x0b\x32\x1a.pintu.v1.RegisteredServer\x12-\n\x08services\x18\x08 \x03(\x0b\x32\x1b.pintu.v1.RegisteredService\x12,\n\rglobal_groups\x18\t \x03(\x0b\x32\x15.pintu.v1.GlobalGroup\x12>\n\x10\x64\x65scriptor_files\x18\n \x03(\x0b\x32$.google.protobuf.FileDescriptorProto\x12\x14\n\x0cstate_sha256\x18\x0b \x01(\x0c\"T\n\x10RegisteredMember\x12\x1e\n\x02id\x18\x01 \x01(\x0b\x32\x12.pintu.v1.MemberId\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\nsubsystems\x18\x03 \x03(\t\"}\n\x10RegisteredServer\x12&\n\x02id\x18\x01 \x01(\x0b\x32\x1a.pintu.v1.SecurityServerId\x12\x11\n\taddresses\x18\x02 \x03(\t\x12\x1a\n\x12\x63\x65rtificate_sha256\x18\x03 \x03(\x0c\x12\x12\n\nsubsystems\x18\x04 \x03(\t\"\xe4\x01\n\x11RegisteredService\x12\x1f\n\x02id\x18\x01 \x01(\x0b\x32\x13.pintu.v1.ServiceId\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x0f\n\x07methods\x18\x03 \x03(\t\x12\x17\n\x0f\x64\x65scriptor_file\x18\x04 \x01(\t\x12\x15\n\rpersonal_data\x18\x05 \x01(\x08\x12\x17\n\x0f\x64\x61ta_categories\x18\x06 \x03(\t\x12\x10\n\x08purposes\x18\x07 \x03(\t\x12\x18\n\x10\x63onsent_required\x18\x08 \x01(\x08\x12\x13\n\x0blegal_basis\x18\t \x01(\t\"X\n\x0bGlobalGroup\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12&\n\x07members\x18\x03 \x03(\x0b\x32\x15.pintu.v1.SubsystemId\"J\n\rChangeRequest\x12)\n\x07\x63hanges\x18\x01 \x03(\x0b\x32\x18.pintu.v1.RegistryChange\x12\x0e\n\x06reason\x18\x02 \x01(\t\"!\n\x0e\x43hangeResponse\x12\x0f\n\x07version\x18\x01 \x01(\x04\"\xff\x04\n\x0eRegistryChange\x12\x30\n\nput_member\x18\x01 \x01(\x0b\x32\x1a.pintu.v1.RegisteredMemberH\x00\x12+\n\rremove_member\x18\x02 \x01(\x0b\x32\x12.pintu.v1.MemberIdH\x00\x12.\n\radd_subsystem\x18\x03 \x01(\x0b\x32\x15.pintu.v1.SubsystemIdH\x00\x12\x31\n\x10remove_subsystem\x18\x04 \x01(\x0b\x32\x15.pintu.v1.SubsystemIdH\x00\x12\x39\n\x13put_security_server\x18\x05 \x01(\x0b\x32\x1a.pintu.v1.RegisteredServerH\x00\x12<\n\x16remove_security_server\x18\x06 \x01(\x0b\x32\x1a.pintu.v1.SecurityServerIdH\x00\x12\x36\n\x0f\x61\x64\x64_certificate\x18\x07 \x01(\x0b\x32\x1b.pintu.v1.CertificateChangeH\x00\x12\x39\n\x12remove_certificate\x18\x08 \x01(\x0b\x32\x1b.pintu.v1.CertificateChangeH\x00\x12\x34\n\x0bput_service\x18\t \x01(\x0b\x32\x1d.pintu.v1.ServiceRegistrationH\x00\x12-\n\x0eremove_service\x18\n \x01(\x0b\x32\x13.pintu.v1.ServiceIdH\x00\x12\x31\n\x10put_global_group\x18\x0b \x01(\x0b\x32\x15.pintu.v1.GlobalGroupH\x00\x12\x1d\n\x13remove_global_group\x18\x0c \x01(\tH\x00\x42\x08\n\x06\x63hange\"d\n\x11\x43\x65rtificateChange\x12*\n\x06server\x18\x01 \x01(\x0b\x32\x1a.pintu.v1.SecurityServerId\x12\x13\n\x0b\x63\x65rtificate\x18\x02 \x01(\x0c\x12\x0e\n\x06sha256\x18\x03 \x01(\x0c\"|\n\x13ServiceRegistration\x12,\n\x07service\x18\x01 \x01(\x0b\x32\x1b.pintu.v1.RegisteredService\x12\x37\n\x0b\x64\x65scriptors\x18\x02 \x01(\x0b\x32\".google.protobuf.FileDescriptorSet\"\x11\n\x0fGetStateRequest\"*\n\x11GetJournalRequest\x12\x15\n\rafter_version\x18\x01 \x01(\x04\"w\n\x0cJournalEntry\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12&\n\x02\x61t\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x0f\n\x07\x63hanges\x18\x05 \x03(\t\"=\n\x12GetJournalResponse\x12\'\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x16.pintu.v1.JournalEntry\"5\n\x1aRegisterCertificateRequest\x12\x17\n\x0fprevious_sha256\x18\x01 \x01(\x0c\x32\xb4\x02\n\x08Registry\x12;\n\x06\x43hange\x12\x17.pintu.v1.ChangeRequest\x1a\x18.pintu.v1.ChangeResponse\x12K\n\x08GetState\x12\x19.pintu.v1.GetStateRequest\x1a$.pintu.v1.GlobalConfigurationContent\x12G\n\nGetJournal\x12\x1b.pintu.v1.GetJournalRequest\x1a\x1c.pintu.v1.GetJournalResponse\x12U\n\x13RegisterCertificate\x12$.pintu.v1.RegisterCertificateRequest\x1a\x18.pintu.v1.ChangeResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,35 +37,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SIGNEDGLOBALCONFIGURATION']._serialized_start=144
   _globals['_SIGNEDGLOBALCONFIGURATION']._serialized_end=229
   _globals['_GLOBALCONFIGURATIONCONTENT']._serialized_start=232
-  _globals['_GLOBALCONFIGURATIONCONTENT']._serialized_end=661
-  _globals['_REGISTEREDMEMBER']._serialized_start=663
-  _globals['_REGISTEREDMEMBER']._serialized_end=747
-  _globals['_REGISTEREDSERVER']._serialized_start=749
-  _globals['_REGISTEREDSERVER']._serialized_end=874
-  _globals['_REGISTEREDSERVICE']._serialized_start=877
-  _globals['_REGISTEREDSERVICE']._serialized_end=1105
-  _globals['_GLOBALGROUP']._serialized_start=1107
-  _globals['_GLOBALGROUP']._serialized_end=1195
-  _globals['_CHANGEREQUEST']._serialized_start=1197
-  _globals['_CHANGEREQUEST']._serialized_end=1271
-  _globals['_CHANGERESPONSE']._serialized_start=1273
-  _globals['_CHANGERESPONSE']._serialized_end=1306
-  _globals['_REGISTRYCHANGE']._serialized_start=1309
-  _globals['_REGISTRYCHANGE']._serialized_end=1948
-  _globals['_CERTIFICATECHANGE']._serialized_start=1950
-  _globals['_CERTIFICATECHANGE']._serialized_end=2050
-  _globals['_SERVICEREGISTRATION']._serialized_start=2052
-  _globals['_SERVICEREGISTRATION']._serialized_end=2176
-  _globals['_GETSTATEREQUEST']._serialized_start=2178
-  _globals['_GETSTATEREQUEST']._serialized_end=2195
-  _globals['_GETJOURNALREQUEST']._serialized_start=2197
-  _globals['_GETJOURNALREQUEST']._serialized_end=2239
-  _globals['_JOURNALENTRY']._serialized_start=2241
-  _globals['_JOURNALENTRY']._serialized_end=2360
-  _globals['_GETJOURNALRESPONSE']._serialized_start=2362
-  _globals['_GETJOURNALRESPONSE']._serialized_end=2423
-  _globals['_REGISTERCERTIFICATEREQUEST']._serialized_start=2425
-  _globals['_REGISTERCERTIFICATEREQUEST']._serialized_end=2478
-  _globals['_REGISTRY']._serialized_start=2481
-  _globals['_REGISTRY']._serialized_end=2789
+  _globals['_GLOBALCONFIGURATIONCONTENT']._serialized_end=683
+  _globals['_REGISTEREDMEMBER']._serialized_start=685
+  _globals['_REGISTEREDMEMBER']._serialized_end=769
+  _globals['_REGISTEREDSERVER']._serialized_start=771
+  _globals['_REGISTEREDSERVER']._serialized_end=896
+  _globals['_REGISTEREDSERVICE']._serialized_start=899
+  _globals['_REGISTEREDSERVICE']._serialized_end=1127
+  _globals['_GLOBALGROUP']._serialized_start=1129
+  _globals['_GLOBALGROUP']._serialized_end=1217
+  _globals['_CHANGEREQUEST']._serialized_start=1219
+  _globals['_CHANGEREQUEST']._serialized_end=1293
+  _globals['_CHANGERESPONSE']._serialized_start=1295
+  _globals['_CHANGERESPONSE']._serialized_end=1328
+  _globals['_REGISTRYCHANGE']._serialized_start=1331
+  _globals['_REGISTRYCHANGE']._serialized_end=1970
+  _globals['_CERTIFICATECHANGE']._serialized_start=1972
+  _globals['_CERTIFICATECHANGE']._serialized_end=2072
+  _globals['_SERVICEREGISTRATION']._serialized_start=2074
+  _globals['_SERVICEREGISTRATION']._serialized_end=2198
+  _globals['_GETSTATEREQUEST']._serialized_start=2200
+  _globals['_GETSTATEREQUEST']._serialized_end=2217
+  _globals['_GETJOURNALREQUEST']._serialized_start=2219
+  _globals['_GETJOURNALREQUEST']._serialized_end=2261
+  _globals['_JOURNALENTRY']._serialized_start=2263
+  _globals['_JOURNALENTRY']._serialized_end=2382
+  _globals['_GETJOURNALRESPONSE']._serialized_start=2384
+  _globals['_GETJOURNALRESPONSE']._serialized_end=2445
+  _globals['_REGISTERCERTIFICATEREQUEST']._serialized_start=2447
+  _globals['_REGISTERCERTIFICATEREQUEST']._serialized_end=2500
+  _globals['_REGISTRY']._serialized_start=2503
+  _globals['_REGISTRY']._serialized_end=2811
 # @@protoc_insertion_point(module_scope)

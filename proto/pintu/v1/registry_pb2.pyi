@@ -77,11 +77,17 @@ class GlobalConfigurationContent(_message.Message):
     SERVICES_FIELD_NUMBER: _builtins.int
     GLOBAL_GROUPS_FIELD_NUMBER: _builtins.int
     DESCRIPTOR_FILES_FIELD_NUMBER: _builtins.int
+    STATE_SHA256_FIELD_NUMBER: _builtins.int
     format: _builtins.int
     """Format of this message; currently 1."""
     instance: _builtins.str
     version: _builtins.int
     """Increases with every change of the registry; a security server never goes back."""
+    state_sha256: _builtins.bytes
+    """SHA-256 of this message, serialized deterministically with `version`, `built_at`,
+    `expires_at` and `state_sha256` unset: the registry's state, the same for every snapshot of
+    one version (a snapshot re-signed later carries the same hash).
+    """
     @_builtins.property
     def built_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -113,10 +119,11 @@ class GlobalConfigurationContent(_message.Message):
         services: _abc.Iterable[Global___RegisteredService] | None = ...,
         global_groups: _abc.Iterable[Global___GlobalGroup] | None = ...,
         descriptor_files: _abc.Iterable[_descriptor_pb2.FileDescriptorProto] | None = ...,
+        state_sha256: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["built_at", b"built_at", "expires_at", b"expires_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["built_at", b"built_at", "descriptor_files", b"descriptor_files", "expires_at", b"expires_at", "format", b"format", "global_groups", b"global_groups", "instance", b"instance", "members", b"members", "security_servers", b"security_servers", "services", b"services", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["built_at", b"built_at", "descriptor_files", b"descriptor_files", "expires_at", b"expires_at", "format", b"format", "global_groups", b"global_groups", "instance", b"instance", "members", b"members", "security_servers", b"security_servers", "services", b"services", "state_sha256", b"state_sha256", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
