@@ -97,7 +97,8 @@ def to_content(
         ],
         descriptor_files=[_file(raw) for raw in configuration.descriptor_files],
     )
-    content.state_sha256 = state_hash(content)
+    # Version, times and hash are not set yet: this is the state, serialized as state_hash does.
+    content.state_sha256 = hashlib.sha256(content.SerializeToString(deterministic=True)).digest()
     content.version = version
     content.built_at.FromDatetime(built_at)
     content.expires_at.FromDatetime(expires_at)
