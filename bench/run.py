@@ -1,15 +1,20 @@
 """Pintu's benchmarks: run every suite, or the ones named, each rewriting its own section of
 docs/benchmarks.md.
 
-    python -m bench.run [--suite exchange|pki]... [--rounds N] [--seconds S] [--output FILE]
-                        [--enrollments N] [--crl-sizes 0,1000,...] [--concurrency 1,8,32]
+    python -m bench.run [--suite exchange|pki|registry]... [--rounds N] [--seconds S]
+                        [--output FILE] [--enrollments N] [--crl-sizes 0,1000,...]
+                        [--concurrency 1,8,32] [--members N] [--services N]
+                        [--lookup-services 100,1000,...]
 
 ``make bench`` runs every suite with its defaults. Options left out take the suite's default
-(``exchange``: 5 rounds of 3 s; ``pki``: 5 rounds, windows of 1 s); each section names the
-command that reproduces it. The suites:
+(``exchange``: 5 rounds of 3 s; ``pki``: 5 rounds, windows of 1 s; ``registry``: 3 rounds,
+10,000 members and 100,000 services); each section names the command that reproduces it. The
+suites:
 
 * ``exchange`` (bench.exchange): an exchange directly and through two security servers;
-* ``pki`` (bench.pki): issuance, OCSP, staple verification and CRL checks.
+* ``pki`` (bench.pki): issuance, OCSP, staple verification and CRL checks;
+* ``registry`` (bench.registry): the global configuration's snapshot at federation scale,
+  built, verified and swapped, and the look-ups an exchange makes in it.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Any
 
 from bench import exchange
 from bench import pki as pki_suite
+from bench import registry as registry_suite
 from bench._document import write_section
 
 
@@ -38,6 +44,7 @@ class Suite:
 SUITES = {
     exchange.NAME: Suite(exchange.ExchangeSettings(), exchange.run),
     pki_suite.NAME: Suite(pki_suite.PkiSettings(), pki_suite.run),
+    registry_suite.NAME: Suite(registry_suite.RegistryBenchSettings(), registry_suite.run),
 }
 # Settings fields and the options that set them.
 FLAGS = {
@@ -46,6 +53,9 @@ FLAGS = {
     "enrollments": "--enrollments",
     "crl_sizes": "--crl-sizes",
     "concurrencies": "--concurrency",
+    "members": "--members",
+    "services": "--services",
+    "lookup_services": "--lookup-services",
 }
 
 
@@ -99,6 +109,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     pki_options.add_argument(
         "--concurrency", dest="concurrencies", type=_counts(1), help="OCSP requests in flight"
+    )
+    registry_options = parser.add_argument_group("registry suite")
+    registry_options.add_argument(
+        "--members", type=_positive(int), help="members of the federation"
+    )
+    registry_options.add_argument(
+        "--services", type=_positive(int), help="services of the federation"
+    )
+    registry_options.add_argument(
+        "--lookup-services",
+        dest="lookup_services",
+        type=_counts(1),
+        help="federation sizes, in services, to time per-exchange look-ups at",
     )
     return parser
 
