@@ -25,7 +25,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 
 from pki._client import CaClient, Credential, TrustUpdate, fetch_crl, fetch_ocsp
 from pki._errors import PkiError, RenewalNotAnnounced, StatusInvalid, StatusMissing
-from pki._keys import TlsIdentity, certificate_pem, key_pem, write_private, write_public
+from pki._keys import (
+    TlsIdentity,
+    certificate_pem,
+    issued_by,
+    key_pem,
+    write_private,
+    write_public,
+)
 from pki._status import DEFAULT_MAX_AGE, RevokedSerials, StatusVerifier
 from proto import SecurityServerId
 
@@ -328,7 +335,7 @@ class CertificateKeeper:
         issuing = [
             certificate
             for _, certificate in update.issuing
-            if any(_issued_by(certificate, root) for root in roots)
+            if any(issued_by(certificate, root) for root in roots)
         ] or self._snapshot.issuing
         self._generations = [number for number, _ in update.issuing]
         changed_roots = {r.fingerprint(_SHA256) for r in roots} != {
@@ -352,7 +359,7 @@ class CertificateKeeper:
             self.settings.ca_address, self.identity.trust_anchors, update.renewal_address
         )
         chain = self._snapshot.credential.chain
-        own_root_trusted = not chain or any(_issued_by(chain[-1], root) for root in roots)
+        own_root_trusted = not chain or any(issued_by(chain[-1], root) for root in roots)
         if not own_root_trusted and may_renew:
             LOGGER.warning("the own certificate's root is no longer trusted: renewing now")
             try:
@@ -445,11 +452,3 @@ class CertificateKeeper:
 def _rounded(seconds: float) -> int | None:
     """Seconds for a log field; None for "never" (no staple yet)."""
     return round(seconds) if seconds != float("inf") else None
-
-
-def _issued_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
-    try:
-        certificate.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 from pki._errors import KeyMaterialError
 
@@ -32,6 +33,47 @@ def key_pem(key: PrivateKey, passphrase: bytes | None = None) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
     )
+
+
+def sign(key: PrivateKey, data: bytes) -> bytes:
+    """``data`` signed with ``key``: ECDSA or RSA (PKCS#1 v1.5) with SHA-256, or Ed25519."""
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return key.sign(data, ec.ECDSA(hashes.SHA256()))
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return key.sign(data)
+    return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+
+
+def verify_signature(
+    signer: x509.Certificate,
+    signature: bytes,
+    data: bytes,
+    algorithm: hashes.HashAlgorithm | None = None,
+) -> None:
+    """Check ``signature`` over ``data`` with ``signer``'s key (ECDSA or RSA PKCS#1 v1.5 with
+    ``algorithm``, SHA-256 by default; or Ed25519).
+
+    Raises:
+        InvalidSignature: it does not verify, or the key is of another kind.
+    """
+    key = signer.public_key()
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        key.verify(signature, data, ec.ECDSA(algorithm or hashes.SHA256()))
+    elif isinstance(key, ed25519.Ed25519PublicKey):
+        key.verify(signature, data)
+    elif isinstance(key, rsa.RSAPublicKey):
+        key.verify(signature, data, padding.PKCS1v15(), algorithm or hashes.SHA256())
+    else:
+        raise InvalidSignature
+
+
+def issued_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """Whether ``issuer``'s name and key signed ``certificate`` (nothing else is checked)."""
+    try:
+        certificate.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
 
 
 def certificate_pem(*certificates: x509.Certificate) -> bytes:

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
@@ -26,6 +25,7 @@ from pki._errors import (
     StatusStale,
     StatusUnknown,
 )
+from pki._keys import issued_by, verify_signature
 
 DEFAULT_MAX_AGE = dt.timedelta(minutes=10)
 # Clocks differ a little between the responder and relying parties.
@@ -45,30 +45,6 @@ class PeerStatus:
     # The validity of the certificate that signed the response.
     signer_from: dt.datetime
     signer_until: dt.datetime
-
-
-def _verify_signature(
-    signer: x509.Certificate, signature: bytes, data: bytes, algorithm: hashes.HashAlgorithm | None
-) -> None:
-    key = signer.public_key()
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        assert algorithm is not None
-        key.verify(signature, data, ec.ECDSA(algorithm))
-    elif isinstance(key, ed25519.Ed25519PublicKey):
-        key.verify(signature, data)
-    elif isinstance(key, rsa.RSAPublicKey):
-        assert algorithm is not None
-        key.verify(signature, data, padding.PKCS1v15(), algorithm)
-    else:
-        raise InvalidSignature
-
-
-def _issued_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
-    try:
-        certificate.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True
 
 
 class StatusVerifier:
@@ -117,7 +93,7 @@ class StatusVerifier:
         issuer = self._issuer_of(response)
         signer = self._signer(response, issuer)
         try:
-            _verify_signature(
+            verify_signature(
                 signer,
                 response.signature,
                 response.tbs_response_bytes,
@@ -181,7 +157,7 @@ class StatusVerifier:
         if _matches_responder(response, issuer):
             return issuer
         for candidate in response.certificates:
-            if not _matches_responder(response, candidate) or not _issued_by(candidate, issuer):
+            if not _matches_responder(response, candidate) or not issued_by(candidate, issuer):
                 continue
             try:
                 usage = candidate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value

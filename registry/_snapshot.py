@@ -17,12 +17,18 @@ from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives import serialization
 from google.protobuf import descriptor_pb2
 from google.protobuf.message import DecodeError
 
-from pki import CONFIGURATION_SIGNING, PrivateKey, certificate_identity
+from pki import (
+    CONFIGURATION_SIGNING,
+    PrivateKey,
+    certificate_identity,
+    issued_by,
+    sign,
+    verify_signature,
+)
 from pki import PkiError as _PkiError
 from proto import IdentifierError, RegistryId, SecurityServerId, ServiceId, SubsystemId
 from proto import MemberId as _MemberId
@@ -185,10 +191,6 @@ def from_content(content: registry_pb2.GlobalConfigurationContent) -> GlobalConf
     )
 
 
-def _hash_of(key: PrivateKey) -> hashes.SHA256 | None:
-    return None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
-
-
 def sign_snapshot(
     content: registry_pb2.GlobalConfigurationContent,
     key: PrivateKey,
@@ -196,15 +198,9 @@ def sign_snapshot(
 ) -> bytes:
     """The signed, serialized snapshot (``pintu.v1.SignedGlobalConfiguration``)."""
     data = content.SerializeToString(deterministic=True)
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        signature = key.sign(data, ec.ECDSA(hashes.SHA256()))
-    elif isinstance(key, ed25519.Ed25519PrivateKey):
-        signature = key.sign(data)
-    else:
-        signature = key.sign(data, padding.PKCS1v15(), hashes.SHA256())
     return registry_pb2.SignedGlobalConfiguration(
         content=data,
-        signature=signature,
+        signature=sign(key, data),
         signer_chain=[c.public_bytes(serialization.Encoding.DER) for c in chain],
     ).SerializeToString(deterministic=True)
 
@@ -222,26 +218,6 @@ class VerifiedSnapshot:
     tag: str
     blob: bytes
     state: bytes
-
-
-def _verify_signature(certificate: x509.Certificate, signature: bytes, data: bytes) -> None:
-    key = certificate.public_key()
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
-    elif isinstance(key, ed25519.Ed25519PublicKey):
-        key.verify(signature, data)
-    elif isinstance(key, rsa.RSAPublicKey):
-        key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
-    else:
-        raise InvalidSignature
-
-
-def _issued_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
-    try:
-        certificate.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True
 
 
 def _valid_at(certificate: x509.Certificate, now: dt.datetime) -> bool:
@@ -269,7 +245,7 @@ class SnapshotVerifier:
             raise ConfigurationMalformed(f"not a signed global configuration: {error}") from None
         self._check_signer(chain, now)
         try:
-            _verify_signature(chain[0], envelope.signature, envelope.content)
+            verify_signature(chain[0], envelope.signature, envelope.content)
         except InvalidSignature:
             raise ConfigurationSignatureInvalid(
                 "the snapshot's signature does not verify with its signing certificate"
@@ -322,11 +298,11 @@ class SnapshotVerifier:
         # only the old root; one that trusts the new root stops before.
         current = signer
         for intermediate in [*chain[1:], None]:
-            if any(_issued_by(current, root) and _valid_at(root, now) for root in self.roots):
+            if any(issued_by(current, root) and _valid_at(root, now) for root in self.roots):
                 return
             if intermediate is None:
                 break
-            if not _issued_by(current, intermediate):
+            if not issued_by(current, intermediate):
                 raise ConfigurationSignerUntrusted("the signing chain is broken")
             current = intermediate
         raise ConfigurationSignerUntrusted(
