@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
 from google.protobuf import descriptor_pb2
 from sqlalchemy import Connection, Engine, create_engine, delete, event, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
@@ -64,6 +62,11 @@ def _aware(moment: dt.datetime) -> dt.datetime:
 
 def migrate(engine: Engine) -> None:
     """Create or upgrade the schema to the newest migration."""
+    # Imported here: only a registry process opens its database, and Alembic takes a quarter of
+    # a second to import (every `pintu` command would pay it).
+    from alembic import command
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(resources.files("registry") / "migrations"))
     with engine.begin() as connection:
