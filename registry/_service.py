@@ -339,7 +339,7 @@ class RegistryService:
             raise OperatorNotAuthorized("the caller's certificate names no operator")
         granted = self._operators.get(identity)
         if granted is None:
-            raise OperatorNotAuthorized(f"{identity} is not an operator of this registry")
+            raise OperatorNotAuthorized(f"operator {identity} is not known to this registry")
         if role == ADMIN and granted != ADMIN:
             raise OperatorNotAuthorized(
                 f"operator {identity} (role {granted}) may not change the registry"

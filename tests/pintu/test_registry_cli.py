@@ -655,7 +655,7 @@ def test_operator_added_while_the_registry_runs_is_taken_within_a_second(
     for attempt in attempts[:-1]:
         refusal = outcome(attempt)
         assert refusal.code == "operator_not_authorized"
-        assert refusal.message.endswith("operator late is not an operator of this registry")
+        assert refusal.message.endswith("operator late is not known to this registry")
     assert changed(attempts[-1]) == version + 1
     entries = journal_entries(succeeded(registry.run("journal", "--after", str(version))))
     assert [(e.version, e.actor) for e in entries] == [(version + 1, "operator late")]
