@@ -12,6 +12,7 @@
     pintu registry init|operator|rotate-signing-key|serve --dir DIR ...   run the registry
     pintu registry member|subsystem|server|service|group|import ... --operator DIR   change it
     pintu registry state|journal --operator DIR                           read it
+    pintu policy test [--dir DIR]           run the policies' test cases (default: Pintu's own)
     pintu agency run NAME --listen ADDR     run a sample agency's backend
 
 Exit status: 0 on success, 1 when a run or the scenario failed, 2 on invalid input (the message
@@ -36,6 +37,7 @@ from pintu._errors import PintuError
 from pintu._federation import LocalFederation
 from pintu._logging import configure_logging
 from pki import PkiError, certificate_pem, write_public
+from policy import PolicyError
 from registry import RegistryError, RegistryRefusal
 
 
@@ -113,6 +115,12 @@ def _parser() -> argparse.ArgumentParser:
         )
 
     _registry_parser(commands)
+    policy = commands.add_parser("policy", help="the exchange policies")
+    policy_actions = policy.add_subparsers(dest="action", required=True, metavar="ACTION")
+    policy_test = policy_actions.add_parser("test", help="run every *_test.rego's cases")
+    policy_test.add_argument(
+        "--dir", type=Path, help="the policy folder (default: the policies Pintu ships)"
+    )
 
     agency = commands.add_parser("agency", help="sample agency commands")
     agency_commands = agency.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -211,6 +219,24 @@ def _registry_parser(commands: Any) -> None:
         )
     for sub in (member, subsystem, server, service, group, imported):
         sub.add_argument("--reason", default="", help="why, for the journal")
+
+
+def _policy_test(folder: Path | None) -> int:
+    """Run the test cases of a policy folder; 1 when one fails."""
+    import policy
+
+    policies = policy.PolicySet.load(folder or policy.DEFAULT_POLICIES)
+    outcomes = policy.run_tests(policies)
+    failed = [outcome for outcome in outcomes if not outcome.passed]
+    for outcome in outcomes:
+        mark = "ok  " if outcome.passed else "FAIL"
+        detail = f": {outcome.detail}" if outcome.detail else ""
+        print(f"{mark} {outcome.file}: {outcome.case}{detail}")
+    print(
+        f"{len(outcomes) - len(failed)} of {len(outcomes)} policy cases passed"
+        f" (revision {policies.revision})"
+    )
+    return 1 if failed else 0
 
 
 def _registry_command(options: argparse.Namespace) -> int:
@@ -446,6 +472,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _ca_command(options)
         if options.command == "registry":
             return _registry_command(options)
+        if options.command == "policy":
+            return _policy_test(options.dir)
         if options.command == "agency":
             from pintu._processes import run_agency
 
@@ -455,7 +483,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The registry's own code (change_refused, operator_not_authorized, ...).
         print(f"pintu: error [{error.reason}]: {error.detail}", file=sys.stderr)
         return 2
-    except (PintuError, PkiError, RegistryError, SettingsError) as error:
+    except (PintuError, PkiError, PolicyError, RegistryError, SettingsError) as error:
         print(f"pintu: error [{error.code}]: {error}", file=sys.stderr)
         return 2 if not isinstance(error, PintuError) or error.code != "federation_failed" else 1
     raise AssertionError(options.command)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import policy
 from gateway import ErrorCode
 from pki._service import STATUSES
 from registry import (
@@ -63,6 +64,11 @@ def test_every_configuration_refusal_code_is_documented() -> None:
         RegistryUnavailable,
     }
     assert documented == {error.code for error in refusals}
+
+
+def test_every_policy_code_is_documented() -> None:
+    documented = set(re.findall(r"^\| `([a-z_0-9]+)` \|", section("Policy"), re.M))
+    assert documented == {policy.PolicyError.code, policy.PolicyTestsFailed.code}
 
 
 def test_gateway_and_ca_codes_never_share_a_name_but_internal_error() -> None:

@@ -1,0 +1,56 @@
+"""The decision point for every exchange: Rego policies (``package pintu.authz``) that decide
+with a documented, versioned input (:class:`PolicyInput`, docs/policy.md), behind one small
+interface (:class:`PolicyEngine`).
+
+:class:`EmbeddedEngine` evaluates them in process with rego-cpp; :class:`AccessRights` looks up
+the rights that apply to an exchange so that the engine's work does not grow with their number.
+Every failure to decide raises :class:`PolicyError` (``policy_error``): the exchange is denied.
+"""
+
+from policy._engine import (
+    DEFAULT_POLICIES,
+    ENTRYPOINT,
+    EmbeddedEngine,
+    PolicyEngine,
+    PolicySet,
+    TestOutcome,
+    run_tests,
+    tested,
+)
+from policy._errors import PolicyError, PolicyTestsFailed
+from policy._model import (
+    CONSENT_STATES,
+    INPUT_VERSION,
+    Decision,
+    PolicyInput,
+    Right,
+    ServiceFacts,
+    Window,
+    canonical,
+    parse_decision,
+)
+from policy._rights import AccessRights, Grant
+
+__all__ = [
+    "CONSENT_STATES",
+    "DEFAULT_POLICIES",
+    "ENTRYPOINT",
+    "INPUT_VERSION",
+    "AccessRights",
+    "Decision",
+    "EmbeddedEngine",
+    "Grant",
+    "PolicyEngine",
+    "PolicyError",
+    "PolicyInput",
+    "PolicySet",
+    "PolicyTestsFailed",
+    "Right",
+    "ServiceFacts",
+    "TestOutcome",
+    "Window",
+    "canonical",
+    "parse_decision",
+    "run_tests",
+    "tested",
+]
