@@ -7,6 +7,7 @@ the rights that apply to an exchange so that the engine's work does not grow wit
 Every failure to decide raises :class:`PolicyError` (``policy_error``): the exchange is denied.
 """
 
+from policy._cache import CachedEngine
 from policy._engine import (
     DEFAULT_POLICIES,
     ENTRYPOINT,
@@ -37,6 +38,7 @@ __all__ = [
     "ENTRYPOINT",
     "INPUT_VERSION",
     "AccessRights",
+    "CachedEngine",
     "Decision",
     "EmbeddedEngine",
     "Grant",

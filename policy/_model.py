@@ -132,7 +132,7 @@ class PolicyInput:
             "service": self.facts.to_json(),
             "rights": [right.to_json() for right in self.rights],
             "windows": [window.to_json() for window in self.windows],
-            "time": {"ns": _nanoseconds(self.time)},
+            "time": {"ns": nanoseconds(self.time)},
         }
 
     def digest(self) -> str:
@@ -156,7 +156,8 @@ def canonical(document: Any) -> bytes:
     return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
 
 
-def _nanoseconds(moment: dt.datetime) -> int:
+def nanoseconds(moment: dt.datetime) -> int:
+    """``moment`` in nanoseconds since the epoch (PolicyError: no time zone)."""
     if moment.tzinfo is None:
         raise PolicyError("time: a time zone is required")
     delta = moment - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
