@@ -1,10 +1,11 @@
 """Pintu's benchmarks: run every suite, or the ones named, each rewriting its own section of
 docs/benchmarks.md.
 
-    python -m bench.run [--suite exchange|pki|registry]... [--rounds N] [--seconds S]
+    python -m bench.run [--suite exchange|pki|policy|registry]... [--rounds N] [--seconds S]
                         [--output FILE] [--enrollments N] [--crl-sizes 0,1000,...]
                         [--concurrency 1,8,32] [--members N] [--services N]
-                        [--lookup-services 100,1000,...]
+                        [--lookup-services 100,1000,...] [--decisions N]
+                        [--rights 100,1000,...]
 
 ``make bench`` runs every suite with its defaults. Options left out take the suite's default
 (``exchange``: 5 rounds of 3 s; ``pki``: 5 rounds, windows of 1 s; ``registry``: 3 rounds,
@@ -13,6 +14,7 @@ suites:
 
 * ``exchange`` (bench.exchange): an exchange directly and through two security servers;
 * ``pki`` (bench.pki): issuance, OCSP, staple verification and CRL checks;
+* ``policy`` (bench.policy): decisions, from the cache and from the engine, as rights grow;
 * ``registry`` (bench.registry): the global configuration's snapshot at federation scale,
   built, verified and swapped, and the look-ups an exchange makes in it.
 """
@@ -29,6 +31,7 @@ from typing import Any
 
 from bench import exchange
 from bench import pki as pki_suite
+from bench import policy as policy_suite
 from bench import registry as registry_suite
 from bench._document import write_section
 
@@ -44,6 +47,7 @@ class Suite:
 SUITES = {
     exchange.NAME: Suite(exchange.ExchangeSettings(), exchange.run),
     pki_suite.NAME: Suite(pki_suite.PkiSettings(), pki_suite.run),
+    policy_suite.NAME: Suite(policy_suite.PolicyBenchSettings(), policy_suite.run),
     registry_suite.NAME: Suite(registry_suite.RegistryBenchSettings(), registry_suite.run),
 }
 # Settings fields and the options that set them.
@@ -56,6 +60,8 @@ FLAGS = {
     "members": "--members",
     "services": "--services",
     "lookup_services": "--lookup-services",
+    "decisions": "--decisions",
+    "rights": "--rights",
 }
 
 
@@ -109,6 +115,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     pki_options.add_argument(
         "--concurrency", dest="concurrencies", type=_counts(1), help="OCSP requests in flight"
+    )
+    policy_options = parser.add_argument_group("policy suite")
+    policy_options.add_argument(
+        "--decisions", type=_positive(int), help="decisions per measured row and round"
+    )
+    policy_options.add_argument(
+        "--rights", type=_counts(1), help="numbers of access rights to measure at"
     )
     registry_options = parser.add_argument_group("registry suite")
     registry_options.add_argument(
