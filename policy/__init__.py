@@ -30,6 +30,7 @@ from policy._model import (
     canonical,
     parse_decision,
 )
+from policy._remote import RemoteOpaEngine
 from policy._rights import AccessRights, Grant
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "PolicyInput",
     "PolicySet",
     "PolicyTestsFailed",
+    "RemoteOpaEngine",
     "Right",
     "ServiceFacts",
     "TestOutcome",
