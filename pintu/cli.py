@@ -13,6 +13,7 @@
     pintu registry member|subsystem|server|service|group|import ... --operator DIR   change it
     pintu registry state|journal --operator DIR                           read it
     pintu policy test [--dir DIR]           run the policies' test cases (default: Pintu's own)
+    pintu policy decisions LOG [--instance ID]   a decision log as OPA decision-log events
     pintu agency run NAME --listen ADDR     run a sample agency's backend
 
 Exit status: 0 on success, 1 when a run or the scenario failed, 2 on invalid input (the message
@@ -120,6 +121,13 @@ def _parser() -> argparse.ArgumentParser:
     policy_test = policy_actions.add_parser("test", help="run every *_test.rego's cases")
     policy_test.add_argument(
         "--dir", type=Path, help="the policy folder (default: the policies Pintu ships)"
+    )
+    decisions = policy_actions.add_parser(
+        "decisions", help="print a decision log as OPA decision-log events (JSON lines)"
+    )
+    decisions.add_argument("log", type=Path, help="the decision log file")
+    decisions.add_argument(
+        "--instance", default="pintu", help="the labels.id of the events (the security server)"
     )
 
     agency = commands.add_parser("agency", help="sample agency commands")
@@ -237,6 +245,17 @@ def _policy_test(folder: Path | None) -> int:
         f" (revision {policies.revision})"
     )
     return 1 if failed else 0
+
+
+def _policy_decisions(log: Path, instance: str) -> int:
+    """Print every record of a decision log as an OPA decision-log event, one per line."""
+    import json
+
+    import policy
+
+    for record in policy.DecisionLog(log).records():
+        print(json.dumps(record.to_opa_event(instance), sort_keys=True))
+    return 0
 
 
 def _registry_command(options: argparse.Namespace) -> int:
@@ -473,6 +492,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if options.command == "registry":
             return _registry_command(options)
         if options.command == "policy":
+            if options.action == "decisions":
+                return _policy_decisions(options.log, options.instance)
             return _policy_test(options.dir)
         if options.command == "agency":
             from pintu._processes import run_agency

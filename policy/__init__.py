@@ -19,6 +19,7 @@ from policy._engine import (
     tested,
 )
 from policy._errors import PolicyError, PolicyTestsFailed
+from policy._log import DecisionLog, DecisionRecord, LoggedEngine
 from policy._model import (
     CONSENT_STATES,
     INPUT_VERSION,
@@ -41,8 +42,11 @@ __all__ = [
     "AccessRights",
     "CachedEngine",
     "Decision",
+    "DecisionLog",
+    "DecisionRecord",
     "EmbeddedEngine",
     "Grant",
+    "LoggedEngine",
     "PolicyEngine",
     "PolicyError",
     "PolicyInput",

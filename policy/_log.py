@@ -1,0 +1,187 @@
+"""The decision log: every decision (and every failure to decide) with its id, the digest of its
+input, its result and the policy revision, exportable as OPA decision-log events.
+
+Records are JSON lines appended to a file and flushed to disk before the decision is used. The
+input itself is not kept (it names citizens and purposes): its SHA-256 is, so that an audit
+record holding the same input can be matched to its decision; an exported event says the input
+was erased, as OPA marks masked fields.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from policy._engine import ENTRYPOINT, PolicyEngine
+from policy._errors import PolicyError
+from policy._model import Decision, PolicyInput
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRecord:
+    """One line of the decision log."""
+
+    decision_id: str
+    time: dt.datetime
+    input_sha256: str
+    revision: str
+    allow: bool
+    reasons: tuple[str, ...]
+    obligations: tuple[str, ...]
+    error: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as stored."""
+        return {
+            "decision_id": self.decision_id,
+            "time": self.time.isoformat(),
+            "input_sha256": self.input_sha256,
+            "revision": self.revision,
+            "allow": self.allow,
+            "reasons": list(self.reasons),
+            "obligations": list(self.obligations),
+            "error": self.error,
+        }
+
+    @staticmethod
+    def from_json(document: dict[str, Any]) -> DecisionRecord:
+        """A stored record (PolicyError: not one)."""
+        try:
+            return DecisionRecord(
+                str(document["decision_id"]),
+                dt.datetime.fromisoformat(document["time"]),
+                str(document["input_sha256"]),
+                str(document["revision"]),
+                bool(document["allow"]),
+                tuple(document["reasons"]),
+                tuple(document["obligations"]),
+                str(document.get("error", "")),
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise PolicyError(f"not a decision record: {error!r}") from None
+
+    def to_opa_event(self, instance: str) -> dict[str, Any]:
+        """The record as an OPA decision-log event (``instance`` labels the security server)."""
+        event: dict[str, Any] = {
+            "labels": {"id": instance, "app": "pintu"},
+            "decision_id": self.decision_id,
+            "path": ENTRYPOINT,
+            "erased": ["/input"],
+            "input_sha256": self.input_sha256,
+            "bundles": {"pintu": {"revision": self.revision}},
+            "timestamp": self.time.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
+        }
+        if self.error:
+            event["error"] = {"code": "policy_error", "message": self.error}
+        else:
+            event["result"] = {
+                "allow": self.allow,
+                "reasons": list(self.reasons),
+                "obligations": list(self.obligations),
+            }
+        return event
+
+
+class DecisionLog:
+    """An append-only file of :class:`DecisionRecord` lines."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def append(self, record: DecisionRecord) -> None:
+        """Add ``record``, on disk before this returns.
+
+        Raises:
+            PolicyError: the log cannot be written (the decision must not be used then).
+        """
+        line = json.dumps(record.to_json(), sort_keys=True, separators=(",", ":")) + "\n"
+        try:
+            with self.path.open("a", encoding="utf-8") as log:
+                log.write(line)
+                log.flush()
+                os.fsync(log.fileno())
+        except OSError as error:
+            raise PolicyError(f"decision log {self.path}: {error.strerror}") from None
+
+    def records(self) -> Iterator[DecisionRecord]:
+        """Every record, oldest first.
+
+        Raises:
+            PolicyError: unreadable, or a line that is not a record.
+        """
+        try:
+            lines = self.path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as error:
+            raise PolicyError(f"decision log {self.path}: {error}") from None
+        for number, line in enumerate(lines, 1):
+            try:
+                document = json.loads(line)
+            except ValueError:
+                raise PolicyError(f"decision log {self.path}:{number}: not JSON") from None
+            if not isinstance(document, dict):
+                raise PolicyError(f"decision log {self.path}:{number}: not a record")
+            yield DecisionRecord.from_json(document)
+
+
+class LoggedEngine:
+    """``engine`` whose every decision — and every failure to decide — is logged first."""
+
+    def __init__(self, engine: PolicyEngine, log: DecisionLog) -> None:
+        self._engine = engine
+        self._log = log
+
+    @property
+    def revision(self) -> str:
+        """The engine's revision."""
+        return self._engine.revision
+
+    async def decide(self, policy_input: PolicyInput) -> Decision:
+        """The engine's decision, once it is in the log.
+
+        Raises:
+            PolicyError: the engine's, logged with a decision id of its own; or the log cannot
+                be written (the decision is then not used).
+        """
+        now = dt.datetime.now(dt.UTC)
+        try:
+            digest = policy_input.digest()
+            decision = await self._engine.decide(policy_input)
+        except PolicyError as error:
+            self._log.append(
+                DecisionRecord(
+                    str(uuid.uuid4()),
+                    now,
+                    _digest_or_blank(policy_input),
+                    self._engine.revision,
+                    False,
+                    (),
+                    (),
+                    str(error),
+                )
+            )
+            raise
+        self._log.append(
+            DecisionRecord(
+                decision.decision_id,
+                now,
+                digest,
+                decision.revision,
+                decision.allow,
+                decision.reasons,
+                decision.obligations,
+            )
+        )
+        return decision
+
+
+def _digest_or_blank(policy_input: PolicyInput) -> str:
+    try:
+        return policy_input.digest()
+    except PolicyError:
+        return ""
