@@ -14,6 +14,8 @@
     pintu registry state|journal --operator DIR                           read it
     pintu policy test [--dir DIR]           run the policies' test cases (default: Pintu's own)
     pintu policy decisions LOG [--instance ID]   a decision log as OPA decision-log events
+    pintu policy bundle --dir DIR --key K --certificate C --out FILE   sign a policy bundle
+    pintu policy verify-bundle FILE --roots R --member ID   check one as a security server would
     pintu agency run NAME --listen ADDR     run a sample agency's backend
 
 Exit status: 0 on success, 1 when a run or the scenario failed, 2 on invalid input (the message
@@ -122,6 +124,20 @@ def _parser() -> argparse.ArgumentParser:
     policy_test.add_argument(
         "--dir", type=Path, help="the policy folder (default: the policies Pintu ships)"
     )
+    bundle = policy_actions.add_parser("bundle", help="sign a policy folder into a bundle")
+    bundle.add_argument("--dir", type=Path, required=True, help="the policy folder")
+    bundle.add_argument("--key", type=Path, required=True, help="the member's signing key")
+    bundle.add_argument(
+        "--certificate", type=Path, required=True, help="its certificate and chain (PEM)"
+    )
+    bundle.add_argument("--revision", help="the bundle's revision (default: the set's)")
+    bundle.add_argument("--out", type=Path, required=True, help="the bundle file to write")
+    verify = policy_actions.add_parser(
+        "verify-bundle", help="verify, compile and test a bundle as a security server would"
+    )
+    verify.add_argument("bundle", type=Path)
+    verify.add_argument("--roots", type=Path, required=True, help="the federation's roots")
+    verify.add_argument("--member", required=True, help="the member that must have signed it")
     decisions = policy_actions.add_parser(
         "decisions", help="print a decision log as OPA decision-log events (JSON lines)"
     )
@@ -245,6 +261,55 @@ def _policy_test(folder: Path | None) -> int:
         f" (revision {policies.revision})"
     )
     return 1 if failed else 0
+
+
+def _policy_bundle(options: argparse.Namespace) -> int:
+    """Sign the policy folder into a bundle (its tests must pass first)."""
+    import policy
+    from pki import load_certificates, load_private_key, write_public
+
+    policies = policy.PolicySet.load(options.dir)
+    outcomes = policy.tested(policies)
+    key = load_private_key(options.key)
+    chain = load_certificates(options.certificate)
+    files = {name: text.encode() for name, text in {**policies.modules, **policies.tests}.items()}
+    data_file = options.dir / "data.json"
+    if data_file.exists():
+        files["data.json"] = data_file.read_bytes()
+    if not isinstance(key, policy.SIGNING_KEY_TYPES):
+        raise policy.PolicyError("policy bundles are signed with P-256 keys (ES256)")
+    revision = options.revision or policies.revision
+    write_public(options.out, policy.build_bundle(files, key, chain, revision=revision))
+    print(f"{options.out}: revision {revision}, {len(files)} files, {len(outcomes)} cases passed")
+    return 0
+
+
+def _policy_verify_bundle(bundle: Path, roots: Path, member: str) -> int:
+    """Verify, compile and test a bundle as a security server does before using it."""
+    import datetime as dt
+
+    import policy
+    from pki import load_certificates
+    from proto import IdentifierError, MemberId
+
+    try:
+        owner = MemberId.parse(member)
+    except IdentifierError as error:
+        raise policy.PolicyError(f"--member: {error}") from None
+    try:
+        blob = bundle.read_bytes()
+    except OSError as error:
+        raise policy.PolicyBundleInvalid(f"{bundle}: {error.strerror}") from None
+    policies, label = policy.verify_bundle(
+        blob, load_certificates(roots), owner, now=dt.datetime.now(dt.UTC)
+    )
+    outcomes = policy.tested(policies)
+    policy.EmbeddedEngine(policies)
+    print(
+        f"{bundle}: signed by {owner}, revision {label} (set {policies.revision}),"
+        f" {len(outcomes)} cases passed"
+    )
+    return 0
 
 
 def _policy_decisions(log: Path, instance: str) -> int:
@@ -494,6 +559,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if options.command == "policy":
             if options.action == "decisions":
                 return _policy_decisions(options.log, options.instance)
+            if options.action == "bundle":
+                return _policy_bundle(options)
+            if options.action == "verify-bundle":
+                return _policy_verify_bundle(options.bundle, options.roots, options.member)
             return _policy_test(options.dir)
         if options.command == "agency":
             from pintu._processes import run_agency

@@ -7,6 +7,7 @@ the rights that apply to an exchange so that the engine's work does not grow wit
 Every failure to decide raises :class:`PolicyError` (``policy_error``): the exchange is denied.
 """
 
+from policy._bundle import SIGNING_KEY_TYPES, PolicyBundleInvalid, build_bundle, verify_bundle
 from policy._cache import CachedEngine
 from policy._engine import (
     DEFAULT_POLICIES,
@@ -31,6 +32,7 @@ from policy._model import (
     canonical,
     parse_decision,
 )
+from policy._point import PolicyPoint
 from policy._remote import RemoteOpaEngine
 from policy._rights import AccessRights, Grant
 
@@ -39,6 +41,7 @@ __all__ = [
     "DEFAULT_POLICIES",
     "ENTRYPOINT",
     "INPUT_VERSION",
+    "SIGNING_KEY_TYPES",
     "AccessRights",
     "CachedEngine",
     "Decision",
@@ -47,9 +50,11 @@ __all__ = [
     "EmbeddedEngine",
     "Grant",
     "LoggedEngine",
+    "PolicyBundleInvalid",
     "PolicyEngine",
     "PolicyError",
     "PolicyInput",
+    "PolicyPoint",
     "PolicySet",
     "PolicyTestsFailed",
     "RemoteOpaEngine",
@@ -57,8 +62,10 @@ __all__ = [
     "ServiceFacts",
     "TestOutcome",
     "Window",
+    "build_bundle",
     "canonical",
     "parse_decision",
     "run_tests",
     "tested",
+    "verify_bundle",
 ]

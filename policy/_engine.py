@@ -62,21 +62,36 @@ class PolicySet:
         Raises:
             PolicyError: unreadable files, bad data, or a policy file without its test file.
         """
+        try:
+            files = {
+                path.relative_to(folder).as_posix(): path.read_bytes()
+                for path in sorted(folder.rglob("*.rego"))
+            }
+            data_file = folder / "data.json"
+            if data_file.exists():
+                files["data.json"] = data_file.read_bytes()
+        except OSError as error:
+            raise PolicyError(f"policy folder {folder}: {error}") from None
+        return PolicySet.from_files(files, f"policy folder {folder}", str(folder / "data.json"))
+
+    @staticmethod
+    def from_files(files: dict[str, bytes], where: str, data_name: str = "data.json") -> PolicySet:
+        """The set made of ``files`` (``*.rego`` and ``data.json``, by name), as :meth:`load`
+        checks it; ``where`` and ``data_name`` name them in errors."""
         modules: dict[str, str] = {}
         tests: dict[str, str] = {}
         try:
-            for path in sorted(folder.rglob("*.rego")):
-                name = path.relative_to(folder).as_posix()
-                text = path.read_text(encoding="utf-8")
-                (tests if name.endswith("_test.rego") else modules)[name] = text
-            data_file = folder / "data.json"
-            data = json.loads(data_file.read_text(encoding="utf-8")) if data_file.exists() else {}
-        except (OSError, UnicodeDecodeError, ValueError) as error:
-            raise PolicyError(f"policy folder {folder}: {error}") from None
+            for name, content in sorted(files.items()):
+                if name.endswith(".rego"):
+                    text = content.decode("utf-8")
+                    (tests if name.endswith("_test.rego") else modules)[name] = text
+            data = json.loads(files["data.json"]) if "data.json" in files else {}
+        except (UnicodeDecodeError, ValueError) as error:
+            raise PolicyError(f"{where}: {error}") from None
         if not modules:
-            raise PolicyError(f"policy folder {folder}: no .rego file")
+            raise PolicyError(f"{where}: no .rego file")
         if not isinstance(data, dict):
-            raise PolicyError(f"{folder / 'data.json'}: expected a JSON object")
+            raise PolicyError(f"{data_name}: expected a JSON object")
         untested = [n for n in modules if n.removesuffix(".rego") + "_test.rego" not in tests]
         if untested:
             raise PolicyError(f"policy files without a _test.rego beside them: {untested}")

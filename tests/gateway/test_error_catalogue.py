@@ -68,7 +68,11 @@ def test_every_configuration_refusal_code_is_documented() -> None:
 
 def test_every_policy_code_is_documented() -> None:
     documented = set(re.findall(r"^\| `([a-z_0-9]+)` \|", section("Policy"), re.M))
-    assert documented == {policy.PolicyError.code, policy.PolicyTestsFailed.code}
+    assert documented == {
+        policy.PolicyError.code,
+        policy.PolicyTestsFailed.code,
+        policy.PolicyBundleInvalid.code,
+    }
 
 
 def test_gateway_and_ca_codes_never_share_a_name_but_internal_error() -> None:

@@ -1,0 +1,238 @@
+"""Signed policy bundles: a policy set as one file an operator can ship to security servers.
+
+A bundle is a gzipped tar in OPA's bundle layout: the ``.rego`` files (tests included), an
+optional ``data.json``, a ``.manifest`` (``{"revision": ..., "roots": ["pintu"]}``) and a
+``.signatures.json`` (``{"signatures": [JWS]}``). The JWS (compact, ES256) signs the list of
+every other file's SHA-256, as OPA's bundle signing does; its ``x5c`` header carries the signing
+certificate and its chain. A security server takes a bundle only when that certificate is a
+member's signing certificate (document signing), chains to the federation's roots, is valid now,
+names the member that owns the security server, and every file matches the signed list — no
+file missing, none added. Then it compiles the set and runs its test cases before switching.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import io
+import json
+import tarfile
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
+
+from pki import DOCUMENT_SIGNING, certificate_identity, issued_by
+from pki import PkiError as _PkiError
+from policy._engine import PolicySet
+from policy._errors import PolicyError
+from proto import MemberId
+
+# The keys a bundle can be signed with (ES256).
+SIGNING_KEY_TYPES = (ec.EllipticCurvePrivateKey,)
+SIGNATURES = ".signatures.json"
+MANIFEST = ".manifest"
+# A bundle is small: policies and their data. Anything larger is refused before it is read.
+MAX_BUNDLE_BYTES = 16 * 1024 * 1024
+MAX_FILES = 1_000
+
+
+class PolicyBundleInvalid(PolicyError):
+    """A bundle that must not be used: unreadable, unsigned, signed by someone else, altered."""
+
+    code = "policy_bundle_invalid"
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64url(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def build_bundle(
+    files: Mapping[str, bytes],
+    key: ec.EllipticCurvePrivateKey,
+    chain: Iterable[x509.Certificate],
+    *,
+    revision: str,
+) -> bytes:
+    """A signed bundle of ``files`` (name → content: ``*.rego`` and ``data.json``).
+
+    Raises:
+        PolicyError: a key that is not P-256, or a file name a bundle cannot hold.
+    """
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
+        raise PolicyError("policy bundles are signed with P-256 keys (ES256)")
+    contents = dict(files)
+    for name in contents:
+        _check_name(name)
+    contents[MANIFEST] = json.dumps({"revision": revision, "roots": ["pintu"]}).encode()
+    header = {
+        "alg": "ES256",
+        "x5c": [
+            base64.b64encode(c.public_bytes(serialization.Encoding.DER)).decode() for c in chain
+        ],
+    }
+    payload = {
+        "files": [
+            {"name": name, "hash": hashlib.sha256(content).hexdigest(), "algorithm": "SHA-256"}
+            for name, content in sorted(contents.items())
+        ]
+    }
+    signing_input = (
+        _b64url(json.dumps(header, separators=(",", ":")).encode())
+        + "."
+        + _b64url(json.dumps(payload, separators=(",", ":")).encode())
+    )
+    r, s = decode_dss_signature(key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
+    signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    contents[SIGNATURES] = json.dumps(
+        {"signatures": [signing_input + "." + _b64url(signature)]}
+    ).encode()
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as archive:
+        for name, content in sorted(contents.items()):
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            info.mtime = 0
+            archive.addfile(info, io.BytesIO(content))
+    return out.getvalue()
+
+
+def _check_name(name: str) -> None:
+    parts = name.split("/")
+    if (
+        not name
+        or name.startswith("/")
+        or any(part in ("", ".", "..") for part in parts)
+        or "\\" in name
+        or not (name.endswith(".rego") or name in ("data.json", MANIFEST, SIGNATURES))
+    ):
+        raise PolicyBundleInvalid(f"the bundle may not hold a file named {name!r}")
+
+
+def _read(blob: bytes) -> dict[str, bytes]:
+    if len(blob) > MAX_BUNDLE_BYTES:
+        raise PolicyBundleInvalid(f"the bundle is larger than {MAX_BUNDLE_BYTES} bytes")
+    files: dict[str, bytes] = {}
+    total = 0
+    try:
+        with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as archive:
+            for member in archive:
+                if member.isdir():
+                    continue
+                if not member.isfile():
+                    raise PolicyBundleInvalid(f"the bundle holds {member.name!r}, not a file")
+                name = member.name.removeprefix("./")
+                _check_name(name)
+                if name in files:
+                    raise PolicyBundleInvalid(f"the bundle holds {name!r} twice")
+                total += member.size
+                if total > MAX_BUNDLE_BYTES or len(files) >= MAX_FILES:
+                    raise PolicyBundleInvalid("the bundle unpacks to too much")
+                extracted = archive.extractfile(member)
+                assert extracted is not None
+                files[name] = extracted.read()
+    except (tarfile.TarError, OSError, EOFError) as error:
+        raise PolicyBundleInvalid(f"the bundle is not a gzipped tar: {error}") from None
+    return files
+
+
+def _verified_chain(
+    header: Mapping[str, Any], roots: Iterable[x509.Certificate], now: dt.datetime
+) -> x509.Certificate:
+    try:
+        chain = [x509.load_der_x509_certificate(base64.b64decode(c)) for c in header["x5c"]]
+    except (KeyError, TypeError, ValueError) as error:
+        raise PolicyBundleInvalid(f"the signature names no usable certificate: {error}") from None
+    if not chain:
+        raise PolicyBundleInvalid("the signature names no certificate")
+    if not all(c.not_valid_before_utc <= now <= c.not_valid_after_utc for c in chain):
+        raise PolicyBundleInvalid("the signing certificate or its chain is not valid now")
+    trusted = list(roots)
+    current = chain[0]
+    for following in [*chain[1:], None]:
+        if any(issued_by(current, root) for root in trusted):
+            return chain[0]
+        if following is None or not issued_by(current, following):
+            break
+        current = following
+    raise PolicyBundleInvalid("the signing certificate does not chain to the federation's roots")
+
+
+def verify_bundle(
+    blob: bytes, roots: Iterable[x509.Certificate], member: MemberId, *, now: dt.datetime
+) -> tuple[PolicySet, str]:
+    """The policy set in ``blob`` and its manifest revision, once the bundle is verified (see
+    the module docstring); the set is not compiled or tested here.
+
+    Raises:
+        PolicyBundleInvalid: the bundle must not be used (the message says why).
+        PolicyError: the files do not make a policy set.
+    """
+    files = _read(blob)
+    try:
+        signatures = json.loads(files.pop(SIGNATURES))["signatures"]
+        (token,) = signatures
+        encoded_header, encoded_payload, encoded_signature = token.split(".")
+        header = json.loads(_unb64url(encoded_header))
+        payload = json.loads(_unb64url(encoded_payload))
+        signature = _unb64url(encoded_signature)
+    except KeyError:
+        raise PolicyBundleInvalid("the bundle is not signed (no .signatures.json)") from None
+    except (ValueError, TypeError, AttributeError) as error:
+        raise PolicyBundleInvalid(f"the bundle's signature is malformed: {error}") from None
+    if not isinstance(header, dict) or header.get("alg") != "ES256":
+        raise PolicyBundleInvalid("the bundle's signature is not ES256")
+    signer = _verified_chain(header, roots, now)
+    key = signer.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey) or len(signature) != 64:
+        raise PolicyBundleInvalid("the bundle's signature does not fit an ES256 key")
+    try:
+        key.verify(
+            encode_dss_signature(
+                int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+            ),
+            f"{encoded_header}.{encoded_payload}".encode(),
+            ec.ECDSA(hashes.SHA256()),
+        )
+    except InvalidSignature:
+        raise PolicyBundleInvalid("the bundle's signature does not verify") from None
+    try:
+        usage = signer.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        identity = certificate_identity(signer)
+    except (x509.ExtensionNotFound, _PkiError):
+        raise PolicyBundleInvalid("the bundle is not signed with a signing certificate") from None
+    if DOCUMENT_SIGNING not in usage:
+        raise PolicyBundleInvalid("the bundle is not signed with a signing certificate")
+    if identity != member:
+        raise PolicyBundleInvalid(f"the bundle is signed by {identity}, not by {member}")
+    listed = payload.get("files") if isinstance(payload, dict) else None
+    if not isinstance(listed, list) or not all(isinstance(f, dict) for f in listed):
+        raise PolicyBundleInvalid("the signed file list is malformed")
+    signed = {str(f.get("name")): str(f.get("hash")) for f in listed}
+    if set(signed) != set(files):
+        missing, added = sorted(set(signed) - set(files)), sorted(set(files) - set(signed))
+        raise PolicyBundleInvalid(
+            f"the bundle's files differ from the signed list: missing {missing}, not signed {added}"
+        )
+    for name, content in files.items():
+        if hashlib.sha256(content).hexdigest() != signed[name]:
+            raise PolicyBundleInvalid(f"{name} was altered after signing")
+    try:
+        revision = json.loads(files.pop(MANIFEST))["revision"]
+    except (KeyError, ValueError, TypeError):
+        raise PolicyBundleInvalid("the bundle has no usable .manifest") from None
+    if not isinstance(revision, str) or not revision:
+        raise PolicyBundleInvalid("the bundle's manifest names no revision")
+    return PolicySet.from_files(files, "the bundle"), revision
