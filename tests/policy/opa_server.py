@@ -61,7 +61,7 @@ class FakeOpa:
                     self._answer(200, json.dumps({"result": "yes"}).encode())
                 else:
                     with lock:
-                        result = outer.engine.evaluate(json.dumps(request["input"]))
+                        result = outer.engine.evaluate(request["input"])
                     answer = {"result": result, "decision_id": "opa-decision-1"}
                     self._answer(200, json.dumps(answer).encode())
 

@@ -6,7 +6,6 @@ Broken policies here never use ``with input as`` (rego-cpp 1.5 crashes the proce
 from __future__ import annotations
 
 import datetime as dt
-import json
 import uuid
 from pathlib import Path
 
@@ -112,7 +111,7 @@ def test_decision_ids_are_fresh_uuids(engine: EmbeddedEngine) -> None:
 
 
 def test_evaluate_gives_the_raw_decision(engine: EmbeddedEngine) -> None:
-    document = json.dumps(birth_support(rights=()).to_json())
+    document = birth_support(rights=()).to_json()
 
     assert engine.evaluate(document) == {
         "allow": False,
