@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import tempfile
 from dataclasses import dataclass
@@ -74,6 +75,52 @@ def issued_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
     except (ValueError, TypeError, InvalidSignature):
         return False
     return True
+
+
+def _is_ca(certificate: x509.Certificate, below: int) -> bool:
+    """Whether ``certificate`` may issue a path with ``below`` CA certificates under it."""
+    try:
+        constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
+        usage = certificate.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return False
+    limit = constraints.path_length
+    return constraints.ca and usage.key_cert_sign and (limit is None or below <= limit)
+
+
+def chains_to(
+    chain: list[x509.Certificate], roots: list[x509.Certificate], now: dt.datetime
+) -> bool:
+    """Whether ``chain`` (the leaf first, then certificates that may lead to a root) is a path
+    to one of ``roots``: every certificate valid at ``now``, the leaf no CA, each certificate
+    issued by the next, every issuer a CA allowed to issue (basic constraints, key usage, path
+    length), the last one used issued by a root valid at ``now``. The chain may go on past the
+    certificate a root issued (a cross-certificate during a root rollover)."""
+    if not chain:
+        return False
+    leaf = chain[0]
+    try:
+        if leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
+            return False
+    except x509.ExtensionNotFound:
+        pass
+    current = leaf
+    for depth, following in enumerate([*chain[1:], None]):
+        if not current.not_valid_before_utc <= now <= current.not_valid_after_utc:
+            return False
+        if any(
+            issued_by(current, root)
+            and root.not_valid_before_utc <= now <= root.not_valid_after_utc
+            for root in roots
+        ):
+            return True
+        if following is None or not issued_by(current, following):
+            return False
+        # ``following`` issues ``current``: it must be a CA with ``depth`` CAs under it.
+        if not _is_ca(following, depth):
+            return False
+        current = following
+    return False
 
 
 def certificate_pem(*certificates: x509.Certificate) -> bytes:

@@ -18,6 +18,7 @@ import hashlib
 import io
 import json
 import tarfile
+import zlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -30,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
-from pki import DOCUMENT_SIGNING, certificate_identity, issued_by
+from pki import DOCUMENT_SIGNING, certificate_identity, chains_to
 from pki import PkiError as _PkiError
 from policy._engine import PolicySet
 from policy._errors import PolicyError
@@ -124,11 +125,21 @@ def _check_name(name: str) -> None:
 def _read(blob: bytes) -> dict[str, bytes]:
     if len(blob) > MAX_BUNDLE_BYTES:
         raise PolicyBundleInvalid(f"the bundle is larger than {MAX_BUNDLE_BYTES} bytes")
-    files: dict[str, bytes] = {}
-    total = 0
+    # Decompressed with a hard cap first: tar headers (long names, PAX) are read whole, so a
+    # small gzip must not be allowed to unpack into gigabytes before any check.
     try:
-        with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as archive:
-            for member in archive:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        raw = inflater.decompress(blob, MAX_BUNDLE_BYTES + 1)
+    except zlib.error as error:
+        raise PolicyBundleInvalid(f"the bundle is not a gzipped tar: {error}") from None
+    if len(raw) > MAX_BUNDLE_BYTES or inflater.unconsumed_tail:
+        raise PolicyBundleInvalid(f"the bundle unpacks to more than {MAX_BUNDLE_BYTES} bytes")
+    files: dict[str, bytes] = {}
+    try:
+        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as archive:
+            for count, member in enumerate(archive):
+                if count >= MAX_FILES:
+                    raise PolicyBundleInvalid(f"the bundle holds more than {MAX_FILES} entries")
                 if member.isdir():
                     continue
                 if not member.isfile():
@@ -137,9 +148,6 @@ def _read(blob: bytes) -> dict[str, bytes]:
                 _check_name(name)
                 if name in files:
                     raise PolicyBundleInvalid(f"the bundle holds {name!r} twice")
-                total += member.size
-                if total > MAX_BUNDLE_BYTES or len(files) >= MAX_FILES:
-                    raise PolicyBundleInvalid("the bundle unpacks to too much")
                 extracted = archive.extractfile(member)
                 assert extracted is not None
                 files[name] = extracted.read()
@@ -157,17 +165,14 @@ def _verified_chain(
         raise PolicyBundleInvalid(f"the signature names no usable certificate: {error}") from None
     if not chain:
         raise PolicyBundleInvalid("the signature names no certificate")
-    if not all(c.not_valid_before_utc <= now <= c.not_valid_after_utc for c in chain):
+    if not chain[0].not_valid_before_utc <= now <= chain[0].not_valid_after_utc:
         raise PolicyBundleInvalid("the signing certificate or its chain is not valid now")
-    trusted = list(roots)
-    current = chain[0]
-    for following in [*chain[1:], None]:
-        if any(issued_by(current, root) for root in trusted):
-            return chain[0]
-        if following is None or not issued_by(current, following):
-            break
-        current = following
-    raise PolicyBundleInvalid("the signing certificate does not chain to the federation's roots")
+    if not chains_to(chain, list(roots), now):
+        raise PolicyBundleInvalid(
+            "the signing certificate does not chain to the federation's roots"
+            " (through CAs valid now)"
+        )
+    return chain[0]
 
 
 def verify_bundle(
@@ -190,8 +195,10 @@ def verify_bundle(
         signature = _unb64url(encoded_signature)
     except KeyError:
         raise PolicyBundleInvalid("the bundle is not signed (no .signatures.json)") from None
-    except (ValueError, TypeError, AttributeError) as error:
-        raise PolicyBundleInvalid(f"the bundle's signature is malformed: {error}") from None
+    except (ValueError, TypeError, AttributeError, RecursionError) as error:
+        raise PolicyBundleInvalid(
+            f"the bundle's signature is malformed: {type(error).__name__}"
+        ) from None
     if not isinstance(header, dict) or header.get("alg") != "ES256":
         raise PolicyBundleInvalid("the bundle's signature is not ES256")
     signer = _verified_chain(header, roots, now)
@@ -231,7 +238,7 @@ def verify_bundle(
             raise PolicyBundleInvalid(f"{name} was altered after signing")
     try:
         revision = json.loads(files.pop(MANIFEST))["revision"]
-    except (KeyError, ValueError, TypeError):
+    except (KeyError, ValueError, TypeError, RecursionError):
         raise PolicyBundleInvalid("the bundle has no usable .manifest") from None
     if not isinstance(revision, str) or not revision:
         raise PolicyBundleInvalid("the bundle's manifest names no revision")

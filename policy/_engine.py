@@ -86,7 +86,7 @@ class PolicySet:
                     text = content.decode("utf-8")
                     (tests if name.endswith("_test.rego") else modules)[name] = text
             data = json.loads(files["data.json"]) if "data.json" in files else {}
-        except (UnicodeDecodeError, ValueError) as error:
+        except (UnicodeDecodeError, ValueError, RecursionError) as error:
             raise PolicyError(f"{where}: {error}") from None
         if not modules:
             raise PolicyError(f"{where}: no .rego file")

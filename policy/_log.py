@@ -52,19 +52,31 @@ class DecisionRecord:
     @staticmethod
     def from_json(document: dict[str, Any]) -> DecisionRecord:
         """A stored record (PolicyError: not one)."""
-        try:
-            return DecisionRecord(
-                str(document["decision_id"]),
-                dt.datetime.fromisoformat(document["time"]),
-                str(document["input_sha256"]),
-                str(document["revision"]),
-                bool(document["allow"]),
-                tuple(document["reasons"]),
-                tuple(document["obligations"]),
-                str(document.get("error", "")),
+        strings = ("decision_id", "time", "input_sha256", "revision", "error")
+        lists = ("reasons", "obligations")
+        if (
+            not all(isinstance(document.get(k), str) for k in strings)
+            or not isinstance(document.get("allow"), bool)
+            or not all(
+                isinstance(document.get(k), list) and all(isinstance(c, str) for c in document[k])
+                for k in lists
             )
-        except (KeyError, TypeError, ValueError) as error:
-            raise PolicyError(f"not a decision record: {error!r}") from None
+        ):
+            raise PolicyError(f"not a decision record: {str(document)[:200]}")
+        try:
+            moment = dt.datetime.fromisoformat(document["time"])
+        except ValueError as error:
+            raise PolicyError(f"not a decision record: {error}") from None
+        return DecisionRecord(
+            document["decision_id"],
+            moment,
+            document["input_sha256"],
+            document["revision"],
+            document["allow"],
+            tuple(document["reasons"]),
+            tuple(document["obligations"]),
+            document["error"],
+        )
 
     def to_opa_event(self, instance: str) -> dict[str, Any]:
         """The record as an OPA decision-log event (``instance`` labels the security server)."""
@@ -152,7 +164,7 @@ class LoggedEngine:
         try:
             digest = policy_input.digest()
             decision = await self._engine.decide(policy_input)
-        except PolicyError as error:
+        except Exception as error:  # logged whatever it is, and answered as a PolicyError
             self._log.append(
                 DecisionRecord(
                     str(uuid.uuid4()),
@@ -165,7 +177,9 @@ class LoggedEngine:
                     str(error),
                 )
             )
-            raise
+            if isinstance(error, PolicyError):
+                raise
+            raise PolicyError(f"the policy engine failed: {type(error).__name__}") from None
         self._log.append(
             DecisionRecord(
                 decision.decision_id,

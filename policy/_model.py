@@ -167,15 +167,30 @@ def nanoseconds(moment: dt.datetime) -> int:
 def _strings(name: str, values: object) -> None:
     if not isinstance(values, (tuple, list)) or not all(isinstance(v, str) for v in values):
         raise PolicyError(f"{name}: expected a sequence of strings, got {values!r}")
+    for value in values:
+        _plain(name, value)
+
+
+# Engines differ past 64-bit integers and at NUL (rego-cpp wraps the one and cuts the other):
+# such values never reach one.
+_INT_LIMIT = 2**63
+
+
+def _plain(name: str, value: str) -> None:
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise PolicyError(f"{name}: control characters are not allowed")
 
 
 def _check(policy_input: PolicyInput) -> None:
     for name in ("client", "client_server", "provider", "service", "method", "purpose"):
-        if not isinstance(getattr(policy_input, name), str):
-            value = getattr(policy_input, name)
+        value = getattr(policy_input, name)
+        if not isinstance(value, str):
             raise PolicyError(f"{name}: expected a string, got {type(value).__name__}")
+        _plain(name, value)
     if not isinstance(policy_input.time, dt.datetime):
         raise PolicyError(f"time: expected a datetime, got {type(policy_input.time).__name__}")
+    if not -_INT_LIMIT <= nanoseconds(policy_input.time) < _INT_LIMIT:
+        raise PolicyError("time: must lie between the years 1677 and 2262")
     if not isinstance(policy_input.subject_concerned, bool):
         raise PolicyError("subject_concerned: expected a bool")
     if policy_input.consent not in CONSENT_STATES:
@@ -190,20 +205,23 @@ def _check(policy_input: PolicyInput) -> None:
         raise PolicyError("facts: personal_data and consent_required must be bools")
     if not isinstance(facts.legal_basis, str):
         raise PolicyError("facts.legal_basis: expected a string")
+    _plain("facts.legal_basis", facts.legal_basis)
     _strings("facts.data_categories", facts.data_categories)
     _strings("facts.purposes", facts.purposes)
     for right in _sequence("rights", policy_input.rights, Right):
         if not isinstance(right.holder, str):
             raise PolicyError("rights: a holder must be a string")
+        _plain("rights.holder", right.holder)
         _strings("rights.methods", right.methods)
     for window in _sequence("windows", policy_input.windows, Window):
         if not all(
-            isinstance(v, int) and not isinstance(v, bool)
+            isinstance(v, int) and not isinstance(v, bool) and 0 <= v < _INT_LIMIT
             for v in (window.from_ns, window.until_ns)
         ):
-            raise PolicyError("windows: from_ns and until_ns must be integers")
+            raise PolicyError("windows: from_ns and until_ns must be integers from 0 to 2**63-1")
         if not isinstance(window.reason, str):
             raise PolicyError("windows: a reason must be a string")
+        _plain("windows.reason", window.reason)
 
 
 def _sequence(name: str, values: object, kind: type[Any]) -> Sequence[Any]:

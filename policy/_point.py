@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from cryptography import x509
 
-from policy._bundle import verify_bundle
+from policy._bundle import PolicyBundleInvalid, verify_bundle
 from policy._engine import EmbeddedEngine, tested
 from policy._errors import PolicyError
 from policy._model import Decision, PolicyInput
@@ -52,9 +52,16 @@ class PolicyPoint:
                 ``policy_tests_failed``, ``policy_error``); the previous policies still decide.
         """
         try:
-            policies, label = verify_bundle(bundle, roots, member, now=now)
-            outcomes = tested(policies)
-            engine = EmbeddedEngine(policies)
+            try:
+                policies, label = verify_bundle(bundle, roots, member, now=now)
+                outcomes = tested(policies)
+                engine = EmbeddedEngine(policies)
+            except PolicyError:
+                raise
+            except Exception as unexpected:  # whatever else a hostile bundle causes
+                raise PolicyBundleInvalid(
+                    f"the bundle could not be read: {type(unexpected).__name__}"
+                ) from None
         except PolicyError as error:
             LOGGER.error(
                 "policy bundle refused: %s: %s; revision %s still decides",

@@ -27,24 +27,36 @@ RULE = "decision"
 
 
 class _FederationOpaClient(AsyncOpaClient):  # type: ignore[misc]
-    """opa-python-client's async client, trusting ``roots`` instead of the public CAs."""
+    """opa-python-client's async client with a TLS context of ours (the federation's roots)."""
 
-    def __init__(self, *args: Any, roots: Path | None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, context: ssl.SSLContext | None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._roots = roots
+        self._context = context
 
     async def _init_session(self) -> None:
-        context: ssl.SSLContext | None = None
-        if self.ssl:
-            context = ssl.create_default_context(cafile=str(self._roots) if self._roots else None)
-            if self.cert:
-                context.load_cert_chain(*self.cert)
-        self._connector = aiohttp.TCPConnector(ssl=context if context else False)
+        self._connector = aiohttp.TCPConnector(ssl=self._context if self._context else False)
         self._session = aiohttp.ClientSession(
             headers=self.headers,
             connector=self._connector,
             timeout=aiohttp.ClientTimeout(total=self.timeout),
         )
+
+
+def _tls_context(
+    roots: Path | None, client_certificate: tuple[Path, Path] | None
+) -> ssl.SSLContext | None:
+    """The TLS context trusting ``roots`` only (PolicyError: unusable files)."""
+    if roots is None:
+        if client_certificate is not None:
+            raise PolicyError("a client certificate needs HTTPS: give the roots too")
+        return None
+    try:
+        context = ssl.create_default_context(cafile=str(roots))
+        if client_certificate is not None:
+            context.load_cert_chain(*(str(p) for p in client_certificate))
+    except (OSError, ssl.SSLError) as error:
+        raise PolicyError(f"OPA's TLS settings cannot be used: {error}") from None
+    return context
 
 
 class RemoteOpaEngine:
@@ -56,6 +68,12 @@ class RemoteOpaEngine:
         client_certificate: (certificate PEM file, key PEM file) to present over HTTPS.
         timeout: seconds a decision may take, everything included.
         revision: what decisions name as the policy revision (the bundle the server runs).
+            Pintu cannot see the sidecar load new policies: do not put a decision cache in
+            front of this engine unless the revision changes with them.
+
+    Raises:
+        PolicyError: unusable TLS settings (files missing or not PEM), a timeout that is not
+            positive.
     """
 
     def __init__(
@@ -72,14 +90,14 @@ class RemoteOpaEngine:
             raise PolicyError("the OPA timeout must be positive")
         self._timeout = timeout
         self._revision = revision
+        context = _tls_context(roots, client_certificate)
         self._client = _FederationOpaClient(
             host=host,
             port=port,
-            ssl=roots is not None,
-            cert=tuple(str(p) for p in client_certificate) if client_certificate else None,
+            ssl=context is not None,
             retries=0,
             timeout=timeout,
-            roots=roots,
+            context=context,
         )
         self._started = False
 
@@ -114,7 +132,7 @@ class RemoteOpaEngine:
             raise PolicyError(f"OPA answered something that is not JSON: {error}") from None
         except aiohttp.ClientResponseError as error:
             raise PolicyError(f"OPA answered HTTP {error.status}: {error.message}") from None
-        except aiohttp.ClientError as error:
+        except (aiohttp.ClientError, OSError) as error:
             raise PolicyError(f"OPA could not be asked: {type(error).__name__}: {error}") from None
         if not isinstance(answer, dict):
             raise PolicyError(f"OPA answered something that is not a response: {answer!r:.200}")

@@ -25,6 +25,7 @@ from pki import (
     CONFIGURATION_SIGNING,
     PrivateKey,
     certificate_identity,
+    chains_to,
     issued_by,
     sign,
     verify_signature,
@@ -299,6 +300,12 @@ class SnapshotVerifier:
         current = signer
         for intermediate in [*chain[1:], None]:
             if any(issued_by(current, root) and _valid_at(root, now) for root in self.roots):
+                # Names and signatures line up; every issuer must also be a CA allowed to
+                # issue (a member's own signing certificate must not vouch for a signer).
+                if not chains_to(chain, list(self.roots), now):
+                    raise ConfigurationSignerUntrusted(
+                        "the signing chain holds a certificate that may not issue certificates"
+                    )
                 return
             if intermediate is None:
                 break

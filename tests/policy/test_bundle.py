@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import gzip
 import io
 import json
 import logging
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 import pki
@@ -172,7 +174,33 @@ def test_a_bundle_signed_by_another_member(federation: Federation) -> None:
 def test_a_bundle_signed_under_another_federation(federation: Federation) -> None:
     other = Federation(pki.CertificateAuthority.create("DEMO", now=NOW - DAY, lifetime=DAY * 30))
     message = invalid(federation, bundle(other))
-    assert message == "the signing certificate does not chain to the federation's roots"
+    assert message == (
+        "the signing certificate does not chain to the federation's roots (through CAs valid now)"
+    )
+
+
+def test_a_member_certificate_cannot_vouch_for_another_member(federation: Federation) -> None:
+    # TAX signs, with its own (non-CA) signing key, a certificate naming POPREG.
+    tax = federation.signer(TAX)
+    forger_key = pki.generate_key()
+    forged = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name.from_rfc4514_string("CN=forged"))
+        .issuer_name(tax.chain[0].subject)
+        .public_key(forger_key.public_key())
+        .serial_number(1)
+        .not_valid_before(NOW - DAY)
+        .not_valid_after(NOW + DAY)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(POPREG.uri)]), False
+        )
+        .add_extension(x509.ExtendedKeyUsage([pki.DOCUMENT_SIGNING]), False)
+        .sign(tax.key, hashes.SHA256())
+    )
+    blob = build_bundle(shipped_files(), forger_key, [forged, tax.chain[0]], revision="evil")
+    assert invalid(federation, blob).startswith(
+        "the signing certificate does not chain to the federation's roots"
+    )
 
 
 def test_a_bundle_signed_with_an_expired_certificate(federation: Federation) -> None:
@@ -353,3 +381,45 @@ def test_pintu_policy_bundle_and_verify_bundle(federation: Federation, tmp_path:
     )
     assert other.code == "policy_bundle_invalid"
     assert other.message == "the bundle is signed by DEMO/GOV/POPREG, not by DEMO/GOV/TAX"
+
+
+# --- hostile bundles fail as refusals, within bounded memory --------------------------------------
+
+
+def test_a_small_bundle_that_unpacks_to_too_much(federation: Federation) -> None:
+    # 64 MiB of zeros in a GNU long-name header: a few hundred KB compressed.
+    size = 64 * 1024 * 1024
+    header = tarfile.TarInfo("././@LongLink")
+    header.type = tarfile.GNUTYPE_LONGNAME
+    header.size = size
+    raw = io.BytesIO()
+    with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=9) as packed_stream:
+        packed_stream.write(header.tobuf(format=tarfile.GNU_FORMAT))
+        chunk = b"\0" * (1 << 20)
+        for _ in range(size // len(chunk)):
+            packed_stream.write(chunk)
+    blob = raw.getvalue()
+    assert len(blob) < 1024 * 1024
+    assert "unpacks to more than" in invalid(federation, blob)
+
+
+def test_a_deeply_nested_signature_file(federation: Federation) -> None:
+    files = unpacked(bundle(federation))
+    files[".signatures.json"] = b"[" * 100_000 + b"]" * 100_000
+    assert invalid(federation, packed(files)).startswith("the bundle's signature is malformed")
+
+
+async def test_whatever_a_bundle_causes_is_a_logged_refusal(
+    federation: Federation,
+    point: PolicyPoint,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def explode(*arguments: object, **options: object) -> object:
+        raise MemoryError
+
+    monkeypatch.setattr(policy._point, "verify_bundle", explode)
+    with pytest.raises(PolicyBundleInvalid, match="could not be read: MemoryError"):
+        point.install(bundle(federation), federation.roots, POPREG, now=NOW)
+    assert [r.pintu_event["event"] for r in caplog.records] == ["policy_bundle_refused"]
+    assert (await point.decide(birth_support())).allow is True

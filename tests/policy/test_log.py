@@ -150,3 +150,34 @@ async def test_pintu_policy_decisions_prints_opa_events(
     missing = refused(pintu("policy", "decisions", tmp_path / "none.jsonl"))
     assert missing.code == "policy_error"
     assert os.fspath(tmp_path / "none.jsonl") in missing.message
+
+
+async def test_an_unexpected_engine_failure_is_logged_and_answered_as_a_policy_error(
+    tmp_path: Path,
+) -> None:
+    class Broken:
+        revision = "r1"
+
+        async def decide(self, policy_input: policy.PolicyInput) -> policy.Decision:
+            raise RuntimeError("a bug")
+
+    log = DecisionLog(tmp_path / "decisions.jsonl")
+    with pytest.raises(PolicyError, match="the policy engine failed: RuntimeError"):
+        await LoggedEngine(Broken(), log).decide(birth_support())
+    (record,) = log.records()
+    assert (record.allow, record.error) == (False, "a bug")
+
+
+@pytest.mark.parametrize(
+    "field",
+    [("allow", "false"), ("reasons", "abc"), ("obligations", [1]), ("revision", 3)],
+    ids=lambda field: field[0],
+)
+def test_a_record_of_the_wrong_types_is_refused(tmp_path: Path, field: tuple[str, object]) -> None:
+    moment = dt.datetime(2026, 11, 25, tzinfo=dt.UTC)
+    document = DecisionRecord("d", moment, "", "r", True, (), ()).to_json()
+    document[field[0]] = field[1]
+    path = tmp_path / "decisions.jsonl"
+    path.write_text(json.dumps(document) + "\n")
+    with pytest.raises(PolicyError, match="not a decision record"):
+        list(DecisionLog(path).records())

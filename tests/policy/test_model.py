@@ -231,6 +231,35 @@ UNEXPECTED = {
         {"windows": (Window(0, 2, None),)},  # type: ignore[arg-type]
         "windows",
     ),
+    "window bound past 64 bits": (
+        {"windows": (Window(0, 2**63),)},
+        "windows: from_ns and until_ns must be integers from 0 to 2**63-1",
+    ),
+    "negative window bound": (
+        {"windows": (Window(-1, 2),)},
+        "windows: from_ns and until_ns must be integers from 0 to 2**63-1",
+    ),
+    "time past 64 bits of nanoseconds": (
+        {"time": dt.datetime(2300, 1, 1, tzinfo=dt.UTC)},
+        "time: must lie between the years 1677 and 2262",
+    ),
+    "NUL in the purpose": (
+        {"purpose": "birth-support\x00marketing"},
+        "purpose: control characters are not allowed",
+    ),
+    "newline in the method": ({"method": "Get\nPerson"}, "method: control characters"),
+    "control character in a group": (
+        {"client_groups": ("social\x07services",)},
+        "client_groups: control characters",
+    ),
+    "control character in a holder": (
+        {"rights": (Right("group:a\x00b"),)},
+        "rights.holder: control characters",
+    ),
+    "control character in the legal basis": (
+        {"facts": ServiceFacts(legal_basis="Act\x00")},
+        "facts.legal_basis: control characters",
+    ),
 }
 
 

@@ -183,3 +183,13 @@ async def test_the_remote_engine_carries_input_and_result_unchanged(
         local.reasons,
         local.obligations,
     )
+
+
+def test_unusable_tls_settings_are_refused_at_construction(tmp_path: Path) -> None:
+    with pytest.raises(PolicyError, match="OPA's TLS settings cannot be used"):
+        RemoteOpaEngine("127.0.0.1", 8181, roots=tmp_path / "missing.pem")
+    (tmp_path / "roots.pem").write_text("not a certificate")
+    with pytest.raises(PolicyError, match="OPA's TLS settings cannot be used"):
+        RemoteOpaEngine("127.0.0.1", 8181, roots=tmp_path / "roots.pem")
+    with pytest.raises(PolicyError, match="needs HTTPS"):
+        RemoteOpaEngine("127.0.0.1", 8181, client_certificate=(tmp_path / "c", tmp_path / "k"))

@@ -189,6 +189,35 @@ def test_a_snapshot_signed_by_a_newer_signing_certificate_verifies(
     assert verify(federation, signed(federation, 3, built_at=later), later)
 
 
+def test_a_member_certificate_cannot_vouch_for_a_configuration_signer(
+    federation: Federation,
+) -> None:
+    # A member's signing certificate is no CA: a "configuration-signing certificate" it signed,
+    # sent with it and the root's own chain, must not be trusted.
+    member_key = pki.generate_key()
+    member = federation.ca.issue_signing_certificate(
+        BANK, member_key.public_key(), now=federation.now, lifetime=LEAF_LIFETIME
+    )
+    forger_key = pki.generate_key()
+    forged = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name.from_rfc4514_string("CN=forged registry"))
+        .issuer_name(member.subject)
+        .public_key(forger_key.public_key())
+        .serial_number(1)
+        .not_valid_before(federation.now - dt.timedelta(hours=1))
+        .not_valid_after(federation.now + dt.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(RegistryId(INSTANCE).uri)]),
+            False,
+        )
+        .add_extension(x509.ExtendedKeyUsage([pki.CONFIGURATION_SIGNING]), False)
+        .sign(member_key, hashes.SHA256())
+    )
+    blob = signed(federation, key=forger_key, chain=[forged, member])
+    assert "may not issue certificates" in refused(ConfigurationSignerUntrusted, federation, blob)
+
+
 def test_a_snapshot_is_good_until_just_before_it_expires(federation: Federation) -> None:
     blob = signed(federation)
     moment = federation.now + VALIDITY - dt.timedelta(seconds=1)
