@@ -261,9 +261,8 @@ class ProviderSide:
         if header.issue:
             parse_reference("issue", header.issue)
 
-    def _service(
-        self, conf: GlobalConfiguration, header: exchange_pb2.ExchangeHeader, method: str
-    ) -> LocalService:
+    def _served_provider(self, header: exchange_pb2.ExchangeHeader) -> SubsystemId:
+        """The exchange's provider, which this security server must serve."""
         provider = SubsystemId.from_proto(header.provider)
         if provider not in self._served:
             raise GatewayError(
@@ -271,6 +270,12 @@ class ProviderSide:
                 f"security server {self._settings.server} does not serve {provider}",
                 "pintu-provider",
             )
+        return provider
+
+    def _service(
+        self, conf: GlobalConfiguration, header: exchange_pb2.ExchangeHeader, method: str
+    ) -> LocalService:
+        provider = self._served_provider(header)
         try:
             service_name = MethodPath.parse(method).service_name
         except IdentifierError as error:
@@ -312,13 +317,7 @@ class ProviderSide:
     ) -> None:
         """``ListAllowedServices``, answered here: the provider's security server knows what it
         lets the client call."""
-        provider = SubsystemId.from_proto(header.provider)
-        if provider not in self._served:
-            raise GatewayError(
-                ErrorCode.PROVIDER_NOT_SERVED,
-                f"security server {self._settings.server} does not serve {provider}",
-                "pintu-provider",
-            )
+        provider = self._served_provider(header)
         staple = own_staple(self._keeper)
         async for raw in requests:
             try:

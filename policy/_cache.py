@@ -8,15 +8,16 @@ closed at that moment instead. A new policy revision empties the cache; errors a
 
 from __future__ import annotations
 
+import operator
 import uuid
 from collections import OrderedDict
-from dataclasses import replace
+from dataclasses import fields, replace
 
 from policy._engine import PolicyEngine
 from policy._errors import PolicyError
 from policy._model import Decision, PolicyInput, nanoseconds
 
-_Key = tuple[object, ...]
+_Key = tuple[object, tuple[bool, ...]]
 
 
 class CachedEngine:
@@ -75,23 +76,13 @@ class CachedEngine:
         return decision
 
 
+# Every field of the input but the time, read in one call (follows the fields as they change).
+_DECIDING = operator.attrgetter(*(f.name for f in fields(PolicyInput) if f.name != "time"))
+
+
 def _key(policy_input: PolicyInput) -> _Key:
-    # Which windows are closed at this moment: all that the time decides (see the module
-    # docstring); the windows themselves are part of the key too.
+    # The time counts only through which windows are closed at that moment (see the module
+    # docstring).
     now = nanoseconds(policy_input.time)
     closed = tuple(w.from_ns <= now < w.until_ns for w in policy_input.windows)
-    return (
-        policy_input.client,
-        policy_input.client_server,
-        policy_input.provider,
-        policy_input.service,
-        policy_input.method,
-        policy_input.purpose,
-        policy_input.client_groups,
-        policy_input.subject_concerned,
-        policy_input.consent,
-        policy_input.facts,
-        policy_input.rights,
-        policy_input.windows,
-        closed,
-    )
+    return (_DECIDING(policy_input), closed)
