@@ -49,7 +49,14 @@ AGENCIES = (
         SERVER_MEMBER,
         "Benchmark server",
         SERVER_MEMBER.subsystem("echo"),
-        (AgencyService(SERVICE, ("Call",), "Echoes its request"),),
+        (
+            AgencyService(
+                SERVICE,
+                ("Call",),
+                "Echoes its request",
+                clients=(f"subsystem:{CLIENT_MEMBER.subsystem('app')}",),
+            ),
+        ),
         # The echo backend runs as its own process (bench.echo); nothing to register here.
         lambda server: None,
     ),

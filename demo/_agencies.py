@@ -26,7 +26,8 @@ from proto import MemberId, SubsystemId
 @dataclass(frozen=True, slots=True)
 class AgencyService:
     """A gRPC service an agency offers: its full name, its methods, one line about it, its
-    descriptor, and the facts the registry records about the personal data it handles."""
+    descriptor, the facts the registry records about the personal data it handles, and who
+    holds an access right to it (``subsystem:ID`` or ``group:CODE``, every method)."""
 
     name: str
     methods: tuple[str, ...]
@@ -35,6 +36,7 @@ class AgencyService:
     data_categories: tuple[str, ...] = ()
     purposes: tuple[str, ...] = ()
     legal_basis: str = ""
+    clients: tuple[str, ...] = ()
 
     @staticmethod
     def of(
@@ -44,6 +46,7 @@ class AgencyService:
         data_categories: tuple[str, ...] = (),
         purposes: tuple[str, ...] = (),
         legal_basis: str = "",
+        clients: tuple[str, ...] = (),
     ) -> AgencyService:
         """The service described by a generated module's ``descriptor``."""
         return AgencyService(
@@ -54,6 +57,7 @@ class AgencyService:
             data_categories,
             purposes,
             legal_basis,
+            clients,
         )
 
 
@@ -87,6 +91,8 @@ _WELFARE = _member("GOV", "WELFARE")
 _POPREG = _member("GOV", "POPREG")
 _NHIS = _member("PUB", "NHIS")
 _TAX = _member("GOV", "TAX")
+# The one-stop birth-support application asks every agency below.
+_BIRTH_SUPPORT = (f"subsystem:{_WELFARE.subsystem('birthsupport')}",)
 
 AGENCIES: tuple[Agency, ...] = (
     Agency(
@@ -109,6 +115,7 @@ AGENCIES: tuple[Agency, ...] = (
                 data_categories=("identity", "family"),
                 purposes=("birth-support",),
                 legal_basis="Birth Support Act (demo), art. 12: verifying a birth",
+                clients=_BIRTH_SUPPORT,
             ),
         ),
         add_servicers=add_civil_registry,
@@ -125,6 +132,7 @@ AGENCIES: tuple[Agency, ...] = (
                 data_categories=("health", "insurance"),
                 purposes=("birth-support",),
                 legal_basis="Birth Support Act (demo), art. 13: maternity benefits",
+                clients=_BIRTH_SUPPORT,
             ),
         ),
         add_servicers=add_eligibility,
@@ -141,6 +149,7 @@ AGENCIES: tuple[Agency, ...] = (
                 data_categories=("income",),
                 purposes=("birth-support",),
                 legal_basis="Birth Support Act (demo), art. 14: income-tested support",
+                clients=_BIRTH_SUPPORT,
             ),
         ),
         add_servicers=add_income_statements,

@@ -32,6 +32,7 @@ from gateway._settings import (
     Limits,
     LocalClient,
     LocalService,
+    PolicySettings,
 )
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "LocalClient",
     "LocalService",
     "Origin",
+    "PolicySettings",
     "SecurityServer",
     "SettingsError",
     "security_server",

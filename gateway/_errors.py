@@ -183,6 +183,19 @@ class ErrorCode(enum.Enum):
         _S.UNIMPLEMENTED,
         "The service has no such method registered.",
     )
+    ACCESS_DENIED = (
+        "access_denied",
+        _S.PERMISSION_DENIED,
+        "The provider's policy denied the exchange; the error detail lists the policy's "
+        "reasons (no_access_right, purpose_not_allowed, purpose_missing, consent_missing, "
+        "service_closed, ...) and the decision's id.",
+    )
+    POLICY_ERROR = (
+        "policy_error",
+        _S.PERMISSION_DENIED,
+        "The provider's policy could not decide (engine error, timeout, undefined result or "
+        "unwritable decision log), so the exchange is denied.",
+    )
     BACKEND_UNAVAILABLE = (
         "backend_unavailable",
         _S.UNAVAILABLE,
@@ -219,11 +232,21 @@ class ErrorCode(enum.Enum):
 class GatewayError(Exception):
     """A refused exchange: a catalogue code, a message for the caller, and the field concerned."""
 
-    def __init__(self, code: ErrorCode, message: str, field: str = "") -> None:
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        field: str = "",
+        *,
+        reasons: tuple[str, ...] = (),
+        decision_id: str = "",
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.field = field
+        self.reasons = reasons
+        self.decision_id = decision_id
 
 
 class SettingsError(Exception):
@@ -247,7 +270,13 @@ def refusal_trailers(
 ) -> tuple[tuple[str, str | bytes], ...]:
     """The trailing metadata that reports ``error`` to the caller."""
     return error_trailers(
-        error.code.label, origin.wire, error.message, message_id=message_id, field=error.field
+        error.code.label,
+        origin.wire,
+        error.message,
+        message_id=message_id,
+        field=error.field,
+        reasons=error.reasons,
+        decision_id=error.decision_id,
     )
 
 

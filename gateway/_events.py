@@ -2,7 +2,8 @@
 
 Each refusal is one record at WARNING level whose ``pintu_event`` attribute holds the fields:
 ``event`` ("exchange_refused"), ``code``, ``status``, ``origin``, ``message_id``, ``method``,
-``client``, ``provider``, ``peer`` and ``message``. ``pintu``'s log set-up prints them as JSON
+``client``, ``provider``, ``peer`` and ``message``; a policy refusal adds ``reasons`` and
+``decision_id``. ``pintu``'s log set-up prints them as JSON
 lines.
 """
 
@@ -44,6 +45,11 @@ def log_refusal(
                 "provider": provider,
                 "peer": peer,
                 "message": error.message,
+                **(
+                    {"reasons": list(error.reasons), "decision_id": error.decision_id}
+                    if error.decision_id or error.reasons
+                    else {}
+                ),
             }
         },
     )

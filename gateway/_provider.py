@@ -9,7 +9,9 @@ Steps for every call on the peer listener (mTLS, the federation's CA):
 3. the TLS peer must be a server of the member named as the client (``peer_member_mismatch``);
 4. the provider must be served here (``provider_not_served``) and the service configured
    (``service_unknown``);
-5. the call goes to the backend with the verified ``pintu-*`` values, the caller's deadline (capped
+5. the provider's policy must allow the exchange (``access_denied``, ``policy_error``; see
+   gateway._policy);
+6. the call goes to the backend with the verified ``pintu-*`` values, the caller's deadline (capped
    by the service's timeout) and other metadata; responses and status come back unchanged.
 """
 
@@ -46,6 +48,7 @@ from gateway._metadata import (
     response_passthrough,
 )
 from gateway._metaservices import LIST_ALLOWED_SERVICES, service_info
+from gateway._policy import Authorizer
 from gateway._relay import CallerGone, RequestStream, own_staple, relay
 from gateway._settings import GatewaySettings, LocalService
 from pki import CertificateIdentityError, CertificateKeeper, StatusRefused, identity_from_uris
@@ -68,12 +71,13 @@ _SERIAL_CACHE = 4096
 class _Exchange:
     """What the provider side learnt about one exchange, for its refusal and its log."""
 
-    __slots__ = ("client", "message_id", "peer")
+    __slots__ = ("client", "message_id", "peer", "provider")
 
     def __init__(self) -> None:
         self.message_id = ""
         self.client = ""
         self.peer = ""
+        self.provider = ""
 
 
 class ProviderSide:
@@ -85,9 +89,11 @@ class ProviderSide:
         configuration: CurrentConfiguration,
         backends: BackendChannels,
         keeper: CertificateKeeper,
+        authorizer: Authorizer,
         clock: Callable[[], float],
     ) -> None:
         self._keeper = keeper
+        self._authorizer = authorizer
         self._clock = clock
         # The peer certificates seen, by their PEM: their serial numbers and SHA-256.
         self._seen: dict[bytes, tuple[int, bytes]] = {}
@@ -116,7 +122,8 @@ class ProviderSide:
     ) -> None:
         seen = _Exchange()
         try:
-            conf = self._configuration.usable(self._clock())
+            now = self._clock()
+            conf = self._configuration.usable(now)
             peer, serial = self._authenticate(context, conf)
             seen.peer = str(peer)
             header = self._read_header(metadata, method, peer)
@@ -138,7 +145,7 @@ class ProviderSide:
             try:
                 self._keeper.verifier.check(
                     header.ocsp_response,
-                    now=dt.datetime.fromtimestamp(self._clock(), dt.UTC),
+                    now=dt.datetime.fromtimestamp(now, dt.UTC),
                     serial=serial,
                 )
             except StatusRefused as error:
@@ -146,7 +153,18 @@ class ProviderSide:
             if method == LIST_ALLOWED_SERVICES:
                 await self._list_allowed(conf, header, requests, context)
                 return
-            service = self._service(conf, header, method)
+            seen.provider = str(SubsystemId.from_proto(header.provider))
+            service, registered = self._service(conf, header, method)
+            await self._authorizer.authorize(
+                conf,
+                client=client,
+                client_server=peer,
+                service=registered,
+                method=method.rsplit("/", 1)[-1],
+                purpose=header.purpose,
+                subject_concerned=bool(header.subject),
+                now=now,
+            )
             await self._forward(service, header, metadata, requests, context)
         except GatewayError as error:
             self._refuse(context, error, method, seen)
@@ -274,7 +292,7 @@ class ProviderSide:
 
     def _service(
         self, conf: GlobalConfiguration, header: exchange_pb2.ExchangeHeader, method: str
-    ) -> LocalService:
+    ) -> tuple[LocalService, Service]:
         provider = self._served_provider(header)
         try:
             service_name = MethodPath.parse(method).service_name
@@ -297,15 +315,16 @@ class ProviderSide:
             raise GatewayError(
                 ErrorCode.METHOD_UNKNOWN, f"{service.id} has no registered method {name}", "method"
             )
-        return service
+        return service, registered
 
     def allowed_services(self, conf: GlobalConfiguration, client: SubsystemId) -> list[Service]:
         """The services offered here that ``client`` (a registered subsystem) may call: those
-        both registered and configured here, which every registered subsystem may call."""
+        registered, configured here, and on which it holds an access right (the policy may
+        still deny a call for its purpose, the citizen's consent or a closed window)."""
         return [
             service
             for service in (conf.services.get(local) for local in self._settings.services)
-            if service is not None
+            if service is not None and self._authorizer.holds_any_right(conf, client, service.id)
         ]
 
     async def _list_allowed(
@@ -417,6 +436,7 @@ class ProviderSide:
             message_id=seen.message_id,
             method=method,
             client=seen.client,
+            provider=seen.provider,
             peer=seen.peer or context.peer(),
         )
         context.set_code(error.code.status)

@@ -28,6 +28,7 @@ from gateway._consumer import ConsumerSide
 from gateway._errors import SettingsError
 from gateway._events import LOGGER
 from gateway._metaservices import Metaservices
+from gateway._policy import Authorizer
 from gateway._provider import ProviderSide
 from gateway._settings import GatewaySettings
 from monitoring import GatewayMetrics, MetricsServer, serve_metrics
@@ -199,6 +200,7 @@ class SecurityServer:
         self._backends: BackendChannels | None = None
         self.keeper: CertificateKeeper | None = None
         self._metrics: MetricsServer | None = None
+        self.authorizer: Authorizer | None = None
         self._source_started = False
         self.restarts = 0
 
@@ -231,8 +233,21 @@ class SecurityServer:
             if isinstance(source, ConfigurationClient)
             else None,
         )
-        await keeper.start()
-        await source.start()
+        authorizer = self.authorizer = Authorizer(
+            settings.policy,
+            settings.services,
+            lambda: x509.load_pem_x509_certificates(keeper.identity.trust_anchors),
+            settings.server,
+            self._clock,
+        )
+        authorizer.start()
+        try:
+            await keeper.start()
+            await source.start()
+        except BaseException:
+            await authorizer.stop()
+            self.authorizer = None
+            raise
         self._source_started = True
         peers = self._peers = PeerChannels(current.configuration, keeper.identity, limits)
 
@@ -250,11 +265,16 @@ class SecurityServer:
             try:
                 self._metrics = serve_metrics(
                     settings.metrics_address,
-                    GatewayMetrics(lambda: self.keeper, lambda: source).registry,
+                    GatewayMetrics(
+                        lambda: self.keeper,
+                        lambda: source,
+                        policy=lambda: self.authorizer.figures() if self.authorizer else None,
+                    ).registry,
                 )
             except OSError as error:
                 await keeper.stop()
                 await source.stop()
+                await authorizer.stop()
                 raise SettingsError(
                     "metrics.listen", f"cannot listen on {settings.metrics_address}: {error}"
                 ) from None
@@ -280,7 +300,9 @@ class SecurityServer:
                 "peer.listen",
                 settings.peer_address,
                 functools.partial(_keeper_credentials, keeper),
-                _PeerHandler(ProviderSide(settings, current, self._backends, keeper, self._clock)),
+                _PeerHandler(
+                    ProviderSide(settings, current, self._backends, keeper, authorizer, self._clock)
+                ),
                 channel_options(limits),
             )
         )
@@ -377,6 +399,9 @@ class SecurityServer:
         if self._source_started:
             self._source_started = False
             await self.settings.registry.stop()
+        if self.authorizer is not None:
+            await self.authorizer.stop()
+            self.authorizer = None
         if self._metrics is not None:
             self._metrics.stop()
             self._metrics = None

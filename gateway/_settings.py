@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 
 from gateway._errors import SettingsError
 from pki import CertificateIdentityError, KeeperSettings, TlsIdentity, certificate_identity
-from proto import SecurityServerId, ServiceId, SubsystemId
+from policy import AccessRights, EmbeddedEngine, PolicyEngine
+from proto import IdentifierError, SecurityServerId, ServiceId, SubsystemId
 from registry import ConfigurationSource, GlobalConfiguration
 
 MIB = 1024 * 1024
@@ -80,6 +82,57 @@ class AgencyListener:
     tls: TlsIdentity | None = None
 
 
+def check_rights(rights: AccessRights, services: Collection[ServiceId]) -> None:
+    """Every service that ``rights`` name must be one of ``services`` (a misspelt name would
+    otherwise grant nothing, silently).
+
+    Raises:
+        SettingsError: ``policy.rights``, naming the first service at fault.
+    """
+    for named in sorted(rights.services):
+        try:
+            service = ServiceId.parse(named)
+        except IdentifierError as error:
+            raise SettingsError("policy.rights", f"service {named!r}: {error}") from None
+        if service not in services:
+            raise SettingsError(
+                "policy.rights", f"{service} is not a service of this security server"
+            )
+
+
+@dataclass(frozen=True)
+class PolicySettings:
+    """How the provider side decides exchanges (docs/policy.md).
+
+    ``engine`` decides (None: the policies shipped with Pintu, embedded); ``rights`` are the
+    provider's access rights and closed windows, re-read from ``rights_file`` when it changes.
+    ``bundle_file``, with an embedded engine, is a signed policy bundle that replaces the
+    policies at start and whenever the file changes; it must be signed by the owner's signing
+    certificate. Every decision is written to ``decision_log`` when one is set. Without any
+    right every exchange is denied (``no_access_right``).
+    """
+
+    engine: PolicyEngine | None = None
+    rights: AccessRights = field(default_factory=lambda: AccessRights(()))
+    rights_file: Path | None = None
+    bundle_file: Path | None = None
+    decision_log: Path | None = None
+    cache_size: int = 10_000
+    watch_seconds: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.cache_size <= 10_000_000:
+            raise SettingsError("policy.cache_size", "must be between 0 and 10000000")
+        if not 0.1 <= self.watch_seconds <= 3600:
+            raise SettingsError("policy.watch_seconds", "must be between 0.1 and 3600")
+        if self.bundle_file is not None and not (
+            self.engine is None or isinstance(self.engine, EmbeddedEngine)
+        ):
+            raise SettingsError(
+                "policy.bundle", "bundles replace embedded policies; a remote OPA loads its own"
+            )
+
+
 @dataclass(frozen=True)
 class GatewaySettings:
     """Everything a security server needs, loaded and checked once at start-up."""
@@ -100,6 +153,7 @@ class GatewaySettings:
     # With the registry as source: after a renewed certificate is registered and distributed,
     # how long to wait before presenting it, so that every peer has polled the registry since.
     certificate_propagation_seconds: float = 0.0
+    policy: PolicySettings = field(default_factory=PolicySettings)
 
     @property
     def global_configuration(self) -> GlobalConfiguration:
@@ -150,5 +204,6 @@ class GatewaySettings:
                 raise SettingsError(
                     "services", f"{service} is not in the global configuration", service
                 )
+        check_rights(self.policy.rights, self.services)
         object.__setattr__(self, "clients", MappingProxyType(dict(self.clients)))
         object.__setattr__(self, "services", MappingProxyType(dict(self.services)))

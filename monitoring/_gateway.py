@@ -16,9 +16,22 @@ metric                                       type    meaning
 ``pintu_global_configuration_age_seconds``   gauge   seconds since it was built by the registry
 ``pintu_global_configuration_fetch_failures`` gauge  consecutive failed attempts to reach the
                                                      registry (0 after a success)
+``pintu_policy_decisions_total``             counter policy decisions by ``outcome``: allow,
+                                                     deny, error (every error denied an exchange)
+``pintu_policy_denials_total``               counter denials by the policy's ``reason`` code
+``pintu_policy_revision_info``               gauge   1, labelled with the deciding ``revision``
+``pintu_policy_bundle_refusals_total``       counter signed policy bundles refused (bad
+                                                     signature, failed compile or tests); the
+                                                     previous policies still decide
+``pintu_policy_rights_refusals_total``       counter access-rights files refused (unreadable or
+                                                     naming services not served here)
+``pintu_policy_cache_hits_total``            counter decisions answered by the decision cache
+``pintu_policy_cache_misses_total``          counter decisions the engine had to make
 ===========================================  ======  ==============================================
 
-Alert when the staple age passes half the maximum age: the security server cannot reach the
+Alert on any increase of ``pintu_policy_bundle_refusals_total`` or
+``pintu_policy_rights_refusals_total``: an operator's change did not take effect. Alert when the
+staple age passes half the maximum age: the security server cannot reach the
 OCSP responder and will be refused by its peers once the maximum age is reached. Alert likewise
 when the configuration's expiry falls below half its validity: the registry has not been reached
 for that long, and exchanges stop at expiry.
@@ -27,7 +40,8 @@ for that long, and exchanges stop at expiry.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -113,6 +127,77 @@ class _ConfigurationCollector(Collector):
         )
 
 
+@dataclass(frozen=True)
+class PolicyFigures:
+    """A security server's policy enforcement figures since it started."""
+
+    revision: str
+    allowed: int
+    denied: int
+    failed: int
+    bundle_refusals: int
+    rights_refusals: int
+    cache_hits: int = 0
+    cache_misses: int = 0
+    denials_by_reason: Mapping[str, int] = field(default_factory=dict)
+
+
+class _PolicyCollector(Collector):
+    """Reads the policy enforcement figures at scrape time."""
+
+    def __init__(self, figures: Callable[[], PolicyFigures | None]) -> None:
+        self._figures = figures
+
+    def collect(self) -> Iterator[Metric]:
+        figures = self._figures()
+        if figures is None:
+            return
+        decisions = CounterMetricFamily(
+            "pintu_policy_decisions",
+            "Policy decisions on exchanges by outcome (an error denies the exchange).",
+            labels=["outcome"],
+        )
+        decisions.add_metric(["allow"], figures.allowed)
+        decisions.add_metric(["deny"], figures.denied)
+        decisions.add_metric(["error"], figures.failed)
+        yield decisions
+        denials = CounterMetricFamily(
+            "pintu_policy_denials",
+            "Exchanges denied by policy, by the policy's reason code.",
+            labels=["reason"],
+        )
+        for reason, count in sorted(figures.denials_by_reason.items()):
+            denials.add_metric([reason], count)
+        yield denials
+        revision = GaugeMetricFamily(
+            "pintu_policy_revision_info",
+            "The revision of the policies deciding exchanges (value 1).",
+            labels=["revision"],
+        )
+        revision.add_metric([figures.revision], 1)
+        yield revision
+        yield CounterMetricFamily(
+            "pintu_policy_bundle_refusals",
+            "Signed policy bundles refused; the previous policies still decide.",
+            value=figures.bundle_refusals,
+        )
+        yield CounterMetricFamily(
+            "pintu_policy_rights_refusals",
+            "Access-rights files refused; the rights read last stay in force.",
+            value=figures.rights_refusals,
+        )
+        yield CounterMetricFamily(
+            "pintu_policy_cache_hits",
+            "Policy decisions answered by the decision cache.",
+            value=figures.cache_hits,
+        )
+        yield CounterMetricFamily(
+            "pintu_policy_cache_misses",
+            "Policy decisions the engine had to make (cache misses).",
+            value=figures.cache_misses,
+        )
+
+
 class GatewayMetrics:
     """The registry of one security server's metrics."""
 
@@ -121,7 +206,10 @@ class GatewayMetrics:
         keeper: Callable[[], CertificateKeeper | None],
         configuration: Callable[[], ConfigurationSource | None] = lambda: None,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        *,
+        policy: Callable[[], PolicyFigures | None] = lambda: None,
     ) -> None:
         self.registry = CollectorRegistry()
         self.registry.register(_KeeperCollector(keeper))
         self.registry.register(_ConfigurationCollector(configuration, clock))
+        self.registry.register(_PolicyCollector(policy))

@@ -34,6 +34,24 @@
     [metrics]                                        # Prometheus scrapes /metrics here
     listen = "127.0.0.1:9100"                        # optional; no endpoint without it
 
+    [policy]                                         # how the provider side decides exchanges
+    rights = "access-rights.json"                    # access rights and closed windows (re-read
+                                                     # when changed); none: every call is denied
+    policies = "policies"                            # optional folder of Rego policies (default:
+                                                     # the policies shipped with Pintu)
+    bundle = "policy-bundle.tar.gz"                  # optional signed bundle, re-read when
+                                                     # changed (signed by the owner's signing
+                                                     # certificate; see `pintu policy bundle`)
+    decision_log = "decisions.jsonl"                 # every decision (default shown)
+    cache_size = 10000                               # decisions cached (0: none)
+    watch_seconds = 2                                # how often rights and bundle are checked
+    opa = "127.0.0.1:8181"                           # decide with a remote OPA instead
+    opa_trust_anchors = "opa-ca.pem"                 # HTTPS to OPA (else plain HTTP, loopback)
+    opa_certificate = "opa-client.pem"               # optional client certificate for OPA
+    opa_key = "opa-client.key"
+    opa_timeout_seconds = 0.5
+    opa_revision = "opa"                             # the revision decisions name
+
     [limits]
     max_message_bytes = 67108864                     # default 64 MiB, per message, both hops
     max_metadata_bytes = 16384                       # default 16 KiB, a call's metadata
@@ -65,6 +83,7 @@ from gateway import (
     Limits,
     LocalClient,
     LocalService,
+    PolicySettings,
     SettingsError,
 )
 from pintu._errors import ConfigError
@@ -76,11 +95,21 @@ from pki import (
     load_certificates,
     load_private_key,
 )
+from policy import (
+    AccessRights,
+    EmbeddedEngine,
+    PolicyEngine,
+    PolicyError,
+    PolicySet,
+    RemoteOpaEngine,
+    tested,
+)
 from proto import IdentifierError, SecurityServerId, ServiceId, SubsystemId
 from registry import Anchor, ConfigurationClient, RegistryError, parse_address
 
 T = TypeVar("T")
 DEFAULT_CACHE = "global-configuration.pb"
+DEFAULT_DECISION_LOG = "decisions.jsonl"
 
 _KNOWN = {
     "": {
@@ -91,10 +120,25 @@ _KNOWN = {
         "pki",
         "limits",
         "metrics",
+        "policy",
         "clients",
         "services",
     },
     "metrics": {"listen"},
+    "policy": {
+        "rights",
+        "policies",
+        "bundle",
+        "decision_log",
+        "cache_size",
+        "watch_seconds",
+        "opa",
+        "opa_trust_anchors",
+        "opa_certificate",
+        "opa_key",
+        "opa_timeout_seconds",
+        "opa_revision",
+    },
     "registry": {"anchor", "cache", "poll_seconds", "propagation_seconds"},
     "pki": {
         "ca",
@@ -298,9 +342,11 @@ def load_gateway_settings(path: Path) -> GatewaySettings:
         renew_fraction=renew_at,
         refresh=dt.timedelta(seconds=refresh),
     )
+    policy = _policy(_Reader(path, root.table_at("policy"), "policy", "policy"))
     try:
         return GatewaySettings(
             server=server,
+            policy=policy,
             pki=keeper,
             metrics_address=metrics,
             peer_address=peer_address,
@@ -314,6 +360,82 @@ def load_gateway_settings(path: Path) -> GatewaySettings:
         )
     except SettingsError as error:
         raise ConfigError(f"{path}: {_setting_name(error, root)}: {error.message}") from None
+
+
+def _policy(table: _Reader) -> PolicySettings:
+    """The ``[policy]`` table: engine, rights, bundle, decision log."""
+    engine: PolicyEngine | None = None
+    remote = "opa" in table.table
+    if remote:
+        for key in ("policies", "bundle", "cache_size"):
+            if key in table.table:
+                raise table.error(key, "set with opa: the OPA server loads its own policies")
+        timeout = table.get("opa_timeout_seconds", float, 0.5)
+        if not 0 < timeout <= 60:
+            raise table.error("opa_timeout_seconds", "must be between 0 and 60")
+        certificate = table.optional("opa_certificate", str)
+        if (certificate is None) != ("opa_key" not in table.table):
+            raise table.error("opa_certificate", "opa_certificate and opa_key go together")
+        for key in ("opa_trust_anchors", "opa_certificate", "opa_key"):
+            if key in table.table and not table.path(key).is_file():
+                raise table.error(key, f"no such file: {table.path(key)}")
+        host, _, port = table.address("opa").rpartition(":")
+        try:
+            engine = RemoteOpaEngine(
+                host.strip("[]"),
+                int(port),
+                roots=table.path("opa_trust_anchors")
+                if "opa_trust_anchors" in table.table
+                else None,
+                client_certificate=None
+                if certificate is None
+                else (table.path("opa_certificate"), table.path("opa_key")),
+                timeout=timeout,
+                revision=table.get("opa_revision", str, "opa"),
+            )
+        except PolicyError as error:
+            raise table.error("opa", str(error)) from None
+    else:
+        for key in (
+            "opa_trust_anchors",
+            "opa_certificate",
+            "opa_key",
+            "opa_timeout_seconds",
+            "opa_revision",
+        ):
+            if key in table.table:
+                raise table.error(key, "set without opa: no remote OPA would use it")
+        if "policies" in table.table:
+            try:
+                policies = PolicySet.load(table.path("policies"))
+                tested(policies)
+                engine = EmbeddedEngine(policies)
+            except PolicyError as error:
+                raise table.error("policies", str(error)) from None
+    rights = AccessRights(())
+    if "rights" in table.table:
+        try:
+            rights = AccessRights.load(table.path("rights"))
+        except PolicyError as error:
+            raise table.error("rights", str(error)) from None
+    decision_log = (
+        table.path("decision_log")
+        if "decision_log" in table.table
+        else table.source.parent.resolve() / DEFAULT_DECISION_LOG
+    )
+    try:
+        return PolicySettings(
+            engine=engine,
+            rights=rights,
+            rights_file=table.path("rights") if "rights" in table.table else None,
+            bundle_file=table.path("bundle") if "bundle" in table.table else None,
+            decision_log=decision_log,
+            # Pintu cannot see a remote OPA load new policies: no cache in front of it.
+            cache_size=0 if remote else table.get("cache_size", int, 10_000),
+            watch_seconds=table.get("watch_seconds", float, 2.0),
+        )
+    except SettingsError as error:
+        raise table.error(error.setting.removeprefix("policy."), error.message) from None
 
 
 def _setting_name(error: SettingsError, root: _Reader) -> str:

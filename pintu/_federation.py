@@ -8,7 +8,8 @@
     DIR/registry/                    the registry (``pintu registry``): members, servers and
                                      services; anchor.json for the security servers
     DIR/operator/                    the registry operator ``admin``'s credentials
-    DIR/gateways/<agency>/           gateway.toml, authentication, signing and listener keys
+    DIR/gateways/<agency>/           gateway.toml, access-rights.json, decisions.jsonl,
+                                     authentication, signing and listener keys
     DIR/clients/<agency>/            an agency client certificate for the mTLS agency listener
     DIR/logs/<process>.log           each child process's JSON log lines
     DIR/run/                         readiness files of the child processes
@@ -82,6 +83,16 @@ ACTOR = "pintu up"
 
 def _toml_string(value: object) -> str:
     return json.dumps(str(value), ensure_ascii=True)
+
+
+def _access_rights(agency: Agency) -> str:
+    """The access-rights file of ``agency``'s security server: its services' clients."""
+    rights = [
+        {"service": str(agency.subsystem.service(service.name)), "holder": holder}
+        for service in agency.services
+        for holder in service.clients
+    ]
+    return json.dumps({"rights": rights}, indent=2) + "\n"
 
 
 @dataclass(frozen=True)
@@ -371,6 +382,7 @@ class LocalFederation:
             write_public(clients / "cert.pem", certificate_pem(client.certificate, *client.chain))
             config = folder / "gateway.toml"
             write_public(config, self._gateway_toml(agency, port, anchor_file, ca_address).encode())
+            write_public(folder / "access-rights.json", _access_rights(agency).encode())
             self._tokens[agency.key] = authority.create_token(server, actor=ACTOR, now=now)
             gateways[agency.key] = {
                 "server": str(server),
@@ -426,6 +438,10 @@ class LocalFederation:
             "",
             "[metrics]",
             f'listen = "127.0.0.1:{port.metrics}"',
+            "",
+            "[policy]",
+            f"rights = {_toml_string(folder / 'access-rights.json')}",
+            f"decision_log = {_toml_string(folder / 'decisions.jsonl')}",
             "",
             "[limits]",
             "shutdown_grace_seconds = 5",

@@ -34,7 +34,7 @@ from policy._model import (
 )
 from policy._point import PolicyPoint
 from policy._remote import RemoteOpaEngine
-from policy._rights import AccessRights, Grant
+from policy._rights import AccessRights, ClosedWindow, Grant
 
 __all__ = [
     "CONSENT_STATES",
@@ -44,6 +44,7 @@ __all__ = [
     "SIGNING_KEY_TYPES",
     "AccessRights",
     "CachedEngine",
+    "ClosedWindow",
     "Decision",
     "DecisionLog",
     "DecisionRecord",

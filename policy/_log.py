@@ -1,7 +1,9 @@
 """The decision log: every decision (and every failure to decide) with its id, the digest of its
 input, its result and the policy revision, exportable as OPA decision-log events.
 
-Records are JSON lines appended to a file and flushed to disk before the decision is used. The
+Records are JSON lines appended to a file and flushed to disk before the decision is used;
+decisions made at the same time share one write and one ``fsync`` (group commit, in a worker
+thread, so the event loop never waits on the disk). The
 input itself is not kept (it names citizens and purposes): its SHA-256 is, so that an audit
 record holding the same input can be matched to its decision; an exported event says the input
 was erased, as OPA marks masked fields.
@@ -9,6 +11,7 @@ was erased, as OPA marks masked fields.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import os
@@ -105,21 +108,61 @@ class DecisionLog:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._pending: list[str] = []
+        self._waiting: list[asyncio.Future[None]] = []
+        self._writer: asyncio.Task[None] | None = None
+        self.writes = 0
 
     def append(self, record: DecisionRecord) -> None:
-        """Add ``record``, on disk before this returns.
+        """Add ``record``, on disk before this returns (blocking: outside an event loop).
 
         Raises:
             PolicyError: the log cannot be written (the decision must not be used then).
         """
-        line = json.dumps(record.to_json(), sort_keys=True, separators=(",", ":")) + "\n"
+        self._write([_line(record)])
+
+    async def write(self, record: DecisionRecord) -> None:
+        """Add ``record``, on disk before this returns; records written meanwhile by other
+        tasks share the same write and ``fsync``.
+
+        Raises:
+            PolicyError: the log cannot be written (the decision must not be used then).
+        """
+        done = asyncio.get_running_loop().create_future()
+        self._pending.append(_line(record))
+        self._waiting.append(done)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._drain(), name="decision log")
+        await done
+
+    async def _drain(self) -> None:
+        while self._pending:
+            lines, waiting = self._pending, self._waiting
+            self._pending, self._waiting = [], []
+            failure: PolicyError | None = None
+            try:
+                await asyncio.to_thread(self._write, lines)
+            except PolicyError as error:
+                failure = error
+            except Exception as error:  # no waiter may be left hanging
+                failure = PolicyError(f"decision log {self.path}: {type(error).__name__}")
+            for done in waiting:
+                if done.done():  # its caller gave up meanwhile
+                    continue
+                if failure is None:
+                    done.set_result(None)
+                else:
+                    done.set_exception(failure)
+
+    def _write(self, lines: list[str]) -> None:
         try:
             with self.path.open("a", encoding="utf-8") as log:
-                log.write(line)
+                log.write("".join(lines))
                 log.flush()
                 os.fsync(log.fileno())
         except OSError as error:
             raise PolicyError(f"decision log {self.path}: {error.strerror}") from None
+        self.writes += 1
 
     def records(self) -> Iterator[DecisionRecord]:
         """Every record, oldest first.
@@ -139,6 +182,10 @@ class DecisionLog:
             if not isinstance(document, dict):
                 raise PolicyError(f"decision log {self.path}:{number}: not a record")
             yield DecisionRecord.from_json(document)
+
+
+def _line(record: DecisionRecord) -> str:
+    return json.dumps(record.to_json(), sort_keys=True, separators=(",", ":")) + "\n"
 
 
 class LoggedEngine:
@@ -165,7 +212,7 @@ class LoggedEngine:
             digest = policy_input.digest()
             decision = await self._engine.decide(policy_input)
         except Exception as error:  # logged whatever it is, and answered as a PolicyError
-            self._log.append(
+            await self._log.write(
                 DecisionRecord(
                     str(uuid.uuid4()),
                     now,
@@ -180,7 +227,7 @@ class LoggedEngine:
             if isinstance(error, PolicyError):
                 raise
             raise PolicyError(f"the policy engine failed: {type(error).__name__}") from None
-        self._log.append(
+        await self._log.write(
             DecisionRecord(
                 decision.decision_id,
                 now,

@@ -40,7 +40,8 @@ INPUT_VERSION = 1
 # The consent states the input knows (consent/ keeps the records): "none" when the subject has
 # none for this service and purpose.
 CONSENT_STATES = ("active", "paused", "revoked", "expired", "none")
-_CODE_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
+# The characters of a reason or obligation code.
+CODE_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,7 +246,7 @@ def parse_decision(result: object, *, decision_id: str, revision: str) -> Decisi
         raise PolicyError(f"the decision's allow is not a boolean: {allow!r:.100}")
     for name, codes in (("reasons", reasons), ("obligations", obligations)):
         if not isinstance(codes, list) or not all(
-            isinstance(c, str) and c and set(c) <= _CODE_CHARACTERS for c in codes
+            isinstance(c, str) and c and set(c) <= CODE_CHARACTERS for c in codes
         ):
             raise PolicyError(f"the decision's {name} are not a list of codes: {codes!r:.200}")
     if not allow and not reasons:

@@ -2,12 +2,15 @@
 
 Rights are held by a subsystem (``subsystem:INSTANCE/CLASS/MEMBER/SUBSYSTEM``), a global group of
 the registry (``group:CODE``) or one of the provider's local groups (``local:CODE``), for a service
-(``package.Service``) and some of its methods (none: all). Looking up what applies to one
-exchange costs a few dictionary look-ups whatever the number of rights.
+and some of its methods (none: all). A security server names services by their full identifier
+(``INSTANCE/CLASS/MEMBER/SUBSYSTEM/package.Service``); the lookup itself treats the name as an
+opaque key. The same file holds the service's closed windows (maintenance). Looking up what
+applies to one exchange costs a few dictionary look-ups whatever the number of rights.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -15,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from policy._errors import PolicyError
-from policy._model import Right
+from policy._model import CODE_CHARACTERS, Right, Window, nanoseconds
 
 HOLDER_KINDS = ("subsystem", "group", "local")
 
@@ -29,11 +32,24 @@ class Grant:
     methods: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class ClosedWindow:
+    """A time in which ``service`` is closed (``until`` excluded), e.g. for maintenance."""
+
+    service: str
+    start: dt.datetime
+    until: dt.datetime
+    reason: str = "maintenance"
+
+
 class AccessRights:
-    """Grants indexed by (service, holder), and the provider's local groups."""
+    """Grants indexed by (service, holder), the provider's local groups, and closed windows."""
 
     def __init__(
-        self, grants: Iterable[Grant], local_groups: Mapping[str, Iterable[str]] | None = None
+        self,
+        grants: Iterable[Grant],
+        local_groups: Mapping[str, Iterable[str]] | None = None,
+        windows: Iterable[ClosedWindow] = (),
     ) -> None:
         index: dict[tuple[str, str], set[str] | None] = {}
         for grant in grants:
@@ -55,9 +71,33 @@ class AccessRights:
             for member in members:
                 groups_of.setdefault(member, set()).add(code)
         self._groups_of = {member: tuple(sorted(codes)) for member, codes in groups_of.items()}
+        closed: dict[str, list[Window]] = {}
+        for window in windows:
+            if window.until <= window.start:
+                raise PolicyError(f"window of {window.service}: it must end after it starts")
+            closed.setdefault(window.service, []).append(
+                Window(nanoseconds(window.start), nanoseconds(window.until), window.reason)
+            )
+        self._windows = {
+            service: tuple(sorted(found, key=lambda w: w.from_ns))
+            for service, found in closed.items()
+        }
 
     def __len__(self) -> int:
         return len(self._index)
+
+    @property
+    def services(self) -> frozenset[str]:
+        """Every service named by a right or a window."""
+        return frozenset(service for service, _ in self._index) | frozenset(self._windows)
+
+    def windows_for(self, service: str) -> tuple[Window, ...]:
+        """The closed windows of ``service``, earliest first."""
+        return self._windows.get(service, ())
+
+    def holds_any(self, client: str, client_groups: Iterable[str], service: str) -> bool:
+        """Whether ``client`` holds some right on ``service`` (for the list of allowed services)."""
+        return bool(self.applicable(client, client_groups, service))
 
     def local_groups_of(self, client: str) -> tuple[str, ...]:
         """The provider's local groups ``client`` belongs to."""
@@ -84,8 +124,13 @@ class AccessRights:
         """Rights from a JSON file::
 
             {"local_groups": {"caseworkers": ["DEMO/GOV/WELFARE/birthsupport"]},
-             "rights": [{"service": "popreg.v1.CivilRegistry",
-                         "holder": "local:caseworkers", "methods": ["GetPerson"]}]}
+             "rights": [{"service": "DEMO/GOV/POPREG/civilregistry/popreg.v1.CivilRegistry",
+                         "holder": "local:caseworkers", "methods": ["GetPerson"]}],
+             "windows": [{"service": "DEMO/GOV/POPREG/civilregistry/popreg.v1.CivilRegistry",
+                          "from": "2026-12-01T01:00:00Z", "until": "2026-12-01T03:00:00Z",
+                          "reason": "maintenance"}]}
+
+        Times need a time zone (``Z`` or an offset).
 
         Raises:
             PolicyError: unreadable, or not of that shape.
@@ -129,4 +174,37 @@ class AccessRights:
                     f" {' | '.join(k + ':NAME' for k in HOLDER_KINDS)}"
                 )
             grants.append(Grant(item["service"], item["holder"], tuple(item.get("methods", []))))
-        return AccessRights(grants, groups)
+        unknown = sorted(set(document) - {"local_groups", "rights", "windows"})
+        if unknown:
+            raise PolicyError(f"{where}: unknown key {unknown[0]!r}")
+        return AccessRights(grants, groups, _windows(document.get("windows", []), where))
+
+
+def _windows(items: object, where: str) -> list[ClosedWindow]:
+    if not isinstance(items, list):
+        raise PolicyError(f"{where}: windows must be a list")
+    windows = []
+    for position, item in enumerate(items):
+        at = f"{where}: windows[{position}]"
+        if not isinstance(item, dict) or not all(
+            isinstance(item.get(key), str) for key in ("service", "from", "until")
+        ):
+            raise PolicyError(f"{at} needs service, from and until (strings)")
+        reason = item.get("reason", "maintenance")
+        if not isinstance(reason, str) or not reason or set(reason) - CODE_CHARACTERS:
+            raise PolicyError(f"{at}.reason: a code of a-z, 0-9 and _ is expected")
+        moments = []
+        for key in ("from", "until"):
+            try:
+                moment = dt.datetime.fromisoformat(item[key])
+            except ValueError:
+                raise PolicyError(f"{at}.{key}: not an ISO 8601 time: {item[key]!r}") from None
+            if moment.tzinfo is None:
+                raise PolicyError(f"{at}.{key}: a time zone is required (Z or +HH:MM)")
+            if not 1678 <= moment.year <= 2261:  # what a policy's 64-bit nanoseconds can hold
+                raise PolicyError(f"{at}.{key}: must lie between the years 1678 and 2261")
+            moments.append(moment)
+        if moments[1] <= moments[0]:
+            raise PolicyError(f"{at}: until must come after from")
+        windows.append(ClosedWindow(item["service"], moments[0], moments[1], reason))
+    return windows

@@ -30,10 +30,18 @@ def error_trailers(
     *,
     message_id: str = "",
     field: str = "",
+    reasons: tuple[str, ...] = (),
+    decision_id: str = "",
 ) -> tuple[tuple[str, str | bytes], ...]:
     """The trailing metadata that reports a refusal with a stable ``code``."""
     detail = errors_pb2.ErrorDetail(
-        code=code, origin=origin, message=message, message_id=message_id, field=field
+        code=code,
+        origin=origin,
+        message=message,
+        message_id=message_id,
+        field=field,
+        reasons=reasons,
+        decision_id=decision_id,
     )
     trailers: list[tuple[str, str | bytes]] = [
         (ERROR_CODE_KEY, code),

@@ -40,6 +40,8 @@ def test_a_tiny_policy_run_writes_its_section_and_keeps_the_others(tmp_path: Pat
         assert min(miss, hit, engine) > 0
         assert hit < miss  # the cache answers without the engine
     assert "At 100 rights: a hit costs" in text
+    remote = float(text.split("Remote OPA round trip: ")[1].split(" µs")[0].replace(",", ""))
+    assert remote > 0
 
 
 def test_a_policy_flag_without_the_policy_suite_is_refused() -> None:

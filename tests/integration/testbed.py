@@ -40,9 +40,11 @@ from gateway import (
     Limits,
     LocalClient,
     LocalService,
+    PolicySettings,
     SecurityServer,
     security_server,
 )
+from policy import AccessRights, Grant
 from proto import MemberId, OperatorId, RegistryId, SecurityServerId, SubsystemId
 from proto.pintu.v1 import registry_pb2
 from registry import (
@@ -103,6 +105,13 @@ PROBE_METHODS = (
 
 
 free_port = pintu.free_port
+
+
+def probe_rights(*clients: SubsystemId) -> AccessRights:
+    """Access rights on every probe method for ``clients`` (by default A's two clients)."""
+    return AccessRights(
+        [Grant(str(PROBE), f"subsystem:{client}") for client in clients or (CLIENT, SECURE_CLIENT)]
+    )
 
 
 class ThrowawayPki:
@@ -483,6 +492,7 @@ class TwoGateways:
                 certificate_propagation_seconds=1.2,
                 pki=keeper,
                 services={PROBE: LocalService(PROBE, f"127.0.0.1:{backend_port}")},
+                policy=PolicySettings(rights=probe_rights()),
             )
         )
         started = ProviderServer(server, address, gateway, record, backend)
@@ -566,10 +576,13 @@ async def build_testbed(
     metrics: bool = False,
     registry_validity: dt.timedelta = dt.timedelta(hours=1),
     propagation: float = 1.2,  # two polls and a margin
+    provider_policy: PolicySettings | None = None,
 ) -> TwoGateways:
     """Start a CA service, the probe backend and both gateways (enrolled with the CA).
 
     ``provider_authority="foreign"`` gives the provider gateway a certificate from the foreign CA.
+    The provider decides with the built-in policies and :func:`probe_rights` unless
+    ``provider_policy`` says otherwise.
     """
     test_pki = ThrowawayPki(Path(tempfile.mkdtemp(prefix="pintu-testbed-")), policy)
     await test_pki.start()
@@ -628,6 +641,8 @@ async def build_testbed(
             pki=provider_pki,
             services={PROBE: LocalService(PROBE, f"127.0.0.1:{backend_port}", service_timeout)},
             limits=limits,
+            policy=provider_policy or PolicySettings(rights=probe_rights()),
+            metrics_address="127.0.0.1:0" if metrics else None,
         )
     )
     await consumer.start()

@@ -3,6 +3,7 @@ exported as OPA decision-log events."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import os
@@ -181,3 +182,39 @@ def test_a_record_of_the_wrong_types_is_refused(tmp_path: Path, field: tuple[str
     path.write_text(json.dumps(document) + "\n")
     with pytest.raises(PolicyError, match="not a decision record"):
         list(DecisionLog(path).records())
+
+
+async def test_decisions_made_together_share_one_write(
+    shipped: policy.EmbeddedEngine, tmp_path: Path
+) -> None:
+    log = DecisionLog(tmp_path / "decisions.jsonl")
+    engine = LoggedEngine(shipped, log)
+    decisions = await asyncio.gather(*(engine.decide(birth_support()) for _ in range(50)))
+    records = list(log.records())
+    assert [r.decision_id for r in records] == [d.decision_id for d in decisions]
+    assert 1 <= log.writes < 50
+
+
+async def test_a_failed_group_write_fails_every_decision_in_it(
+    shipped: policy.EmbeddedEngine, tmp_path: Path
+) -> None:
+    log = DecisionLog(tmp_path / "missing" / "decisions.jsonl")
+    engine = LoggedEngine(shipped, log)
+    outcomes = await asyncio.gather(
+        *(engine.decide(birth_support()) for _ in range(10)), return_exceptions=True
+    )
+    assert all(isinstance(o, PolicyError) for o in outcomes), outcomes
+    assert all("decision log" in str(o) for o in outcomes)
+
+
+async def test_a_caller_that_gives_up_does_not_stop_the_others(
+    shipped: policy.EmbeddedEngine, tmp_path: Path
+) -> None:
+    log = DecisionLog(tmp_path / "decisions.jsonl")
+    engine = LoggedEngine(shipped, log)
+    first = asyncio.create_task(engine.decide(birth_support()))
+    others = [asyncio.create_task(engine.decide(birth_support())) for _ in range(5)]
+    await asyncio.sleep(0)
+    first.cancel()
+    decided = await asyncio.gather(*others)
+    assert {d.decision_id for d in decided} <= {r.decision_id for r in log.records()}

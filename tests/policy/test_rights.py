@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from policy import AccessRights, Grant, PolicyError, Right
+from policy import AccessRights, Grant, PolicyError, Right, Window
 from tests.policy.rego_support import CLIENT, SERVICE
 
 OTHER_CLIENT = "DEMO/GOV/HEALTH/clinic"
@@ -302,3 +303,52 @@ def test_rights_file_that_cannot_be_read_is_refused(
 
     assert error.value.code == "policy_error"
     assert str(error.value).startswith(message.format(path=path))
+
+
+# -- closed windows ------------------------------------------------------------------------------
+
+WINDOW = {"service": SERVICE, "from": "2026-12-01T01:00:00Z", "until": "2026-12-01T03:00:00+01:00"}
+
+
+def test_windows_are_read_per_service_earliest_first() -> None:
+    later = {**WINDOW, "from": "2026-12-02T01:00:00Z", "until": "2026-12-02T02:00:00Z"}
+    rights = AccessRights.from_json(
+        {"windows": [later, {**WINDOW, "reason": "migration"}, {**later, "service": "x"}]}
+    )
+    first, second = rights.windows_for(SERVICE)
+    assert first == Window(1_796_086_800 * 10**9, 1_796_090_400 * 10**9, "migration")
+    assert second.reason == "maintenance"
+    assert second.from_ns > first.from_ns
+    assert rights.windows_for(OTHER_SERVICE) == ()
+    assert rights.services == {SERVICE, "x"}
+
+
+@pytest.mark.parametrize(
+    ("window", "message"),
+    [
+        ({**WINDOW, "until": WINDOW["from"]}, "until must come after from"),
+        ({**WINDOW, "from": "2026-12-01T01:00:00"}, "windows[0].from: a time zone is required"),
+        ({**WINDOW, "until": "tomorrow"}, "windows[0].until: not an ISO 8601 time"),
+        ({**WINDOW, "until": "9999-01-01T00:00:00Z"}, "between the years 1678 and 2261"),
+        ({**WINDOW, "reason": "Not A Code"}, "windows[0].reason"),
+        ({"service": SERVICE, "from": "2026-12-01T01:00:00Z"}, "needs service, from and until"),
+        ("2026-12-01", "needs service, from and until"),
+    ],
+)
+def test_a_malformed_window_is_refused(window: object, message: str) -> None:
+    with pytest.raises(PolicyError, match=re.escape(message)):
+        AccessRights.from_json({"windows": [window]})
+
+
+def test_windows_must_be_a_list_and_unknown_keys_are_refused() -> None:
+    with pytest.raises(PolicyError, match="windows must be a list"):
+        AccessRights.from_json({"windows": {}})
+    with pytest.raises(PolicyError, match="unknown key 'grants'"):
+        AccessRights.from_json({"grants": []})
+
+
+def test_holds_any_says_whether_some_right_applies() -> None:
+    rights = AccessRights([Grant(SERVICE, "group:welfare", ("GetPerson",))])
+    assert rights.holds_any(CLIENT, ("welfare",), SERVICE)
+    assert not rights.holds_any(CLIENT, (), SERVICE)
+    assert not rights.holds_any(CLIENT, ("welfare",), OTHER_SERVICE)

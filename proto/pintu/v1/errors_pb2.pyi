@@ -10,8 +10,10 @@ A refused exchange ends with a gRPC status and these trailing metadata entries:
 The catalogue of codes and their statuses is in docs/errors.md.
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
@@ -63,6 +65,8 @@ class ErrorDetail(_message.Message):
     MESSAGE_FIELD_NUMBER: _builtins.int
     MESSAGE_ID_FIELD_NUMBER: _builtins.int
     FIELD_FIELD_NUMBER: _builtins.int
+    REASONS_FIELD_NUMBER: _builtins.int
+    DECISION_ID_FIELD_NUMBER: _builtins.int
     code: _builtins.str
     """Stable snake_case code; never reused for another meaning."""
     origin: Global___ErrorOrigin.ValueType
@@ -72,6 +76,12 @@ class ErrorDetail(_message.Message):
     """The exchange's message id, when one was assigned."""
     field: _builtins.str
     """The request field the error is about (e.g. a metadata key), when there is one."""
+    decision_id: _builtins.str
+    """For a policy refusal or failure: the decision's id in the provider's decision log."""
+    @_builtins.property
+    def reasons(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """For a policy refusal (access_denied): the policy's reason codes, e.g. "no_access_right"."""
+
     def __init__(
         self,
         *,
@@ -80,10 +90,12 @@ class ErrorDetail(_message.Message):
         message: _builtins.str = ...,
         message_id: _builtins.str = ...,
         field: _builtins.str = ...,
+        reasons: _abc.Iterable[_builtins.str] | None = ...,
+        decision_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "field", b"field", "message", b"message", "message_id", b"message_id", "origin", b"origin"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "decision_id", b"decision_id", "field", b"field", "message", b"message", "message_id", b"message_id", "origin", b"origin", "reasons", b"reasons"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,216 @@
+"""The ``[policy]`` table of a security server's configuration: what it builds, and how each
+fault is named (``<file>: policy.<key>: ...``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import pintu
+import policy
+from policy import EmbeddedEngine, RemoteOpaEngine
+from tests.pintu.test_config import (
+    ARCHIVE,
+    CIVIL_REGISTRY_SERVICE,
+    Site,
+    assert_names,
+    document,
+    refused,
+    site,
+)
+
+__all__ = ["document", "site"]  # fixtures
+
+RIGHTS = {
+    "local_groups": {"archivists": [ARCHIVE]},
+    "rights": [
+        {"service": CIVIL_REGISTRY_SERVICE, "holder": "local:archivists", "methods": ["Get"]}
+    ],
+    "windows": [
+        {
+            "service": CIVIL_REGISTRY_SERVICE,
+            "from": "2026-12-01T01:00:00Z",
+            "until": "2026-12-01T03:00:00+00:00",
+        }
+    ],
+}
+
+
+def with_policy(site: Site, document: dict[str, Any], **table: object) -> Path:
+    return site.write({**document, "policy": table})
+
+
+def write_rights(site: Site, content: object, name: str = "rights.json") -> str:
+    path = site.folder / name
+    path.write_text(content if isinstance(content, str) else json.dumps(content))
+    return name
+
+
+def test_without_a_policy_table_nothing_is_allowed_and_decisions_are_logged(
+    site: Site, document: dict[str, Any]
+) -> None:
+    settings = pintu.load_gateway_settings(site.write(document))
+    assert settings.policy.engine is None  # the shipped policies, embedded
+    assert len(settings.policy.rights) == 0
+    assert settings.policy.rights_file is None
+    assert settings.policy.decision_log == site.folder / "decisions.jsonl"
+    assert settings.policy.cache_size == 10_000
+
+
+def test_every_policy_setting_is_read(site: Site, document: dict[str, Any]) -> None:
+    folder = site.folder / "policies"
+    for path in policy.DEFAULT_POLICIES.rglob("*.rego"):
+        target = folder / path.relative_to(policy.DEFAULT_POLICIES)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(path.read_bytes())
+    config = with_policy(
+        site,
+        document,
+        rights=write_rights(site, RIGHTS),
+        policies="policies",
+        bundle="bundle.tar.gz",
+        decision_log="logs/decisions.jsonl",
+        cache_size=50,
+        watch_seconds=0.5,
+    )
+    settings = pintu.load_gateway_settings(config).policy
+    assert isinstance(settings.engine, EmbeddedEngine)
+    assert settings.rights_file == site.folder / "rights.json"
+    assert settings.rights.local_groups_of(ARCHIVE) == ("archivists",)
+    assert len(settings.rights.windows_for(CIVIL_REGISTRY_SERVICE)) == 1
+    assert settings.bundle_file == site.folder / "bundle.tar.gz"
+    assert settings.decision_log == site.folder / "logs/decisions.jsonl"
+    assert (settings.cache_size, settings.watch_seconds) == (50, 0.5)
+
+
+def test_a_remote_opa_is_read_without_a_cache(site: Site, document: dict[str, Any]) -> None:
+    config = with_policy(site, document, opa="127.0.0.1:8181", opa_timeout_seconds=0.25)
+    settings = pintu.load_gateway_settings(config).policy
+    assert isinstance(settings.engine, RemoteOpaEngine)
+    assert settings.engine.revision == "opa"
+    assert settings.cache_size == 0
+
+
+@pytest.mark.parametrize(
+    ("table", "setting", "why"),
+    [
+        ({"rights": "absent.json"}, "policy.rights", "No such file"),
+        ({"rights": "RIGHTS:not json"}, "policy.rights", "Expecting value"),
+        (
+            {"rights": {"rights": [{"service": "popreg.v1.CivilRegistry", "holder": "x:y"}]}},
+            "policy.rights",
+            "holder",
+        ),
+        (
+            {"rights": {"rights": [{"service": "popreg.v1.CivilRegistry", "holder": "group:g"}]}},
+            "policy.rights",
+            "service 'popreg.v1.CivilRegistry'",
+        ),
+        (
+            {
+                "rights": {
+                    "rights": [
+                        {
+                            "service": "DEMO/GOV/TAX/assessment/tax.v1.Assessment",
+                            "holder": "group:g",
+                        }
+                    ]
+                }
+            },
+            "policy.rights",
+            "not a service of this security server",
+        ),
+        (
+            {
+                "rights": {
+                    "windows": [
+                        {
+                            "service": CIVIL_REGISTRY_SERVICE,
+                            "from": "2026-12-01T03:00:00Z",
+                            "until": "2026-12-01T01:00:00Z",
+                        }
+                    ]
+                }
+            },
+            "policy.rights",
+            "until must come after from",
+        ),
+        (
+            {
+                "rights": {
+                    "windows": [
+                        {
+                            "service": CIVIL_REGISTRY_SERVICE,
+                            "from": "2026-12-01T01:00:00",
+                            "until": "2026-12-01T03:00:00",
+                        }
+                    ]
+                }
+            },
+            "policy.rights",
+            "time zone",
+        ),
+        ({"rights": {"grants": []}}, "policy.rights", "unknown key 'grants'"),
+        ({"policies": "absent-folder"}, "policy.policies", "no .rego file"),
+        ({"opa": "127.0.0.1:8181", "policies": "p"}, "policy.policies", "set with opa"),
+        ({"opa": "127.0.0.1:8181", "bundle": "b.tar.gz"}, "policy.bundle", "set with opa"),
+        ({"opa": "127.0.0.1:8181", "cache_size": 5}, "policy.cache_size", "set with opa"),
+        ({"opa": "localhost"}, "policy.opa", "host:port"),
+        (
+            {"opa": "127.0.0.1:8181", "opa_timeout_seconds": 0},
+            "policy.opa_timeout_seconds",
+            "between 0 and 60",
+        ),
+        (
+            {"opa": "127.0.0.1:8181", "opa_key": "k.pem"},
+            "policy.opa_certificate",
+            "go together",
+        ),
+        (
+            {"opa": "127.0.0.1:8181", "opa_trust_anchors": "absent.pem"},
+            "policy.opa_trust_anchors",
+            "no such file",
+        ),
+        ({"opa_timeout_seconds": 1}, "policy.opa_timeout_seconds", "set without opa"),
+        ({"cache_size": -1}, "policy.cache_size", "between 0 and"),
+        ({"watch_seconds": 0}, "policy.watch_seconds", "between 0.1 and 3600"),
+        ({"cache_size": "big"}, "policy.cache_size", "expected int"),
+        ({"rules": "x"}, "policy.rules", "unknown setting"),
+    ],
+)
+def test_a_bad_policy_setting_is_refused_by_name(
+    site: Site, document: dict[str, Any], table: dict[str, Any], setting: str, why: str
+) -> None:
+    if "rights" in table:
+        value = table["rights"]
+        if isinstance(value, dict):
+            table = {**table, "rights": write_rights(site, value)}
+        elif value.startswith("RIGHTS:"):
+            table = {**table, "rights": write_rights(site, value.removeprefix("RIGHTS:"))}
+    config = with_policy(site, document, **table)
+    message = refused(config)
+    assert_names(message, config, setting)
+    assert why in message
+
+
+def test_policies_that_fail_their_own_tests_are_refused(
+    site: Site, document: dict[str, Any]
+) -> None:
+    folder = site.folder / "policies" / "pintu"
+    folder.mkdir(parents=True)
+    shipped = policy.DEFAULT_POLICIES / "pintu"
+    (folder / "authz_test.rego").write_bytes((shipped / "authz_test.rego").read_bytes())
+    lenient = (
+        (shipped / "authz.rego")
+        .read_text()
+        .replace("default allow := false", "default allow := true")
+        .replace("allow if {\n\tinput.version == 1\n\tcount(deny) == 0\n}", "")
+    )
+    (folder / "authz.rego").write_text(lenient)
+    config = with_policy(site, document, policies="policies")
+    message = refused(config)
+    assert_names(message, config, "policy.policies")
+    assert "failed" in message
