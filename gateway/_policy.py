@@ -69,9 +69,11 @@ class PolicyCounts:
 
 @dataclass(frozen=True)
 class _Watched:
-    """What a watched file looked like when it was last read."""
+    """What a watched file looked like when it was last read (a changed ``ctime`` also
+    catches a file made readable again)."""
 
     mtime_ns: int
+    ctime_ns: int
     size: int
     inode: int
 
@@ -81,7 +83,7 @@ def _stat(path: Path) -> _Watched | None:
         found = path.stat()
     except OSError:
         return None
-    return _Watched(found.st_mtime_ns, found.st_size, found.st_ino)
+    return _Watched(found.st_mtime_ns, found.st_ctime_ns, found.st_size, found.st_ino)
 
 
 class Authorizer:
@@ -137,6 +139,14 @@ class Authorizer:
         for path in (settings.rights_file, settings.bundle_file):
             if path is not None:
                 self._watched[path] = _stat(path)
+        if settings.rights_file is not None and self._watched[settings.rights_file] is not None:
+            # Read again: the file may have changed since the settings were loaded (or since
+            # an earlier start of this server).
+            try:
+                self._rights = AccessRights.load(settings.rights_file)
+                check_rights(self._rights, self._services)
+            except (PolicyError, SettingsError) as error:
+                raise SettingsError("policy.rights", str(error)) from None
         if settings.bundle_file is not None and not settings.bundle_file.exists():
             LOGGER.warning(
                 "no policy bundle at %s yet; the configured policies decide until one appears",
@@ -201,7 +211,10 @@ class Authorizer:
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(self._settings.watch_seconds)
-            self.check_files()
+            try:
+                self.check_files()
+            except Exception:  # the watcher must outlive any one bad file
+                LOGGER.exception("checking the policy files failed; trying again")
 
     def check_files(self) -> None:
         """Re-read whichever watched file changed since it was last read."""
@@ -223,7 +236,7 @@ class Authorizer:
                 try:
                     self._install(path)
                 except PolicyError:
-                    self.counts.bundle_refusals += 1  # PolicyPoint logged why
+                    self.counts.bundle_refusals += 1  # logged by PolicyPoint or _install
 
     def _reload_rights(self, path: Path) -> None:
         try:
@@ -259,6 +272,19 @@ class Authorizer:
         try:
             blob = path.read_bytes()
         except OSError as error:
+            LOGGER.error(
+                "policy bundle %s refused: cannot read it: %s; revision %s still decides",
+                path,
+                error.strerror,
+                self.revision,
+                extra={
+                    "pintu_event": {
+                        "event": "policy_bundle_refused",
+                        "code": "policy_error",
+                        "revision": self.revision,
+                    }
+                },
+            )
             raise PolicyError(f"cannot read {path}: {error.strerror}") from None
         self._point.install(
             blob,

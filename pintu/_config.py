@@ -72,6 +72,7 @@ Relative paths are relative to the configuration file's folder.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -201,6 +202,14 @@ class _Reader:
     def path(self, key: str) -> Path:
         try:
             return (self.source.parent / self.get(key, str)).resolve()
+        except (ValueError, OSError) as error:
+            raise self.error(key, f"not a usable path: {error}") from None
+
+    def watched_path(self, key: str) -> Path:
+        """A file that is re-read when it changes: absolute, with symbolic links kept (a link
+        swapped to a new file, as orchestrators update mounted files, must be followed anew)."""
+        try:
+            return Path(os.path.abspath(self.source.parent / self.get(key, str)))
         except (ValueError, OSError) as error:
             raise self.error(key, f"not a usable path: {error}") from None
 
@@ -376,6 +385,10 @@ def _policy(table: _Reader) -> PolicySettings:
         certificate = table.optional("opa_certificate", str)
         if (certificate is None) != ("opa_key" not in table.table):
             raise table.error("opa_certificate", "opa_certificate and opa_key go together")
+        if certificate is not None and "opa_trust_anchors" not in table.table:
+            raise table.error(
+                "opa_trust_anchors", "required with a client certificate (HTTPS to OPA)"
+            )
         for key in ("opa_trust_anchors", "opa_certificate", "opa_key"):
             if key in table.table and not table.path(key).is_file():
                 raise table.error(key, f"no such file: {table.path(key)}")
@@ -415,7 +428,7 @@ def _policy(table: _Reader) -> PolicySettings:
     rights = AccessRights(())
     if "rights" in table.table:
         try:
-            rights = AccessRights.load(table.path("rights"))
+            rights = AccessRights.load(table.watched_path("rights"))
         except PolicyError as error:
             raise table.error("rights", str(error)) from None
     decision_log = (
@@ -423,12 +436,16 @@ def _policy(table: _Reader) -> PolicySettings:
         if "decision_log" in table.table
         else table.source.parent.resolve() / DEFAULT_DECISION_LOG
     )
+    if not os.access(decision_log.parent, os.W_OK | os.X_OK):
+        raise table.error(
+            "decision_log", f"{decision_log.parent} is not a folder this process can write to"
+        )
     try:
         return PolicySettings(
             engine=engine,
             rights=rights,
-            rights_file=table.path("rights") if "rights" in table.table else None,
-            bundle_file=table.path("bundle") if "bundle" in table.table else None,
+            rights_file=table.watched_path("rights") if "rights" in table.table else None,
+            bundle_file=table.watched_path("bundle") if "bundle" in table.table else None,
             decision_log=decision_log,
             # Pintu cannot see a remote OPA load new policies: no cache in front of it.
             cache_size=0 if remote else table.get("cache_size", int, 10_000),

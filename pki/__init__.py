@@ -3,7 +3,8 @@
 The CA side: :class:`CaFolder` (root and issuing CAs, delegated OCSP responder, root rollover),
 :class:`Authority` (tokens, enrollment, renewal, revocation, CRL, OCSP) with its
 :class:`CaLedger`, and :class:`CaService` (gRPC and HTTP). Keys live in encrypted files
-(:class:`FileKeyStorage`) or in a PKCS#11 token (:class:`Pkcs11Key`).
+(:class:`FileKeyStorage`) or in a PKCS#11 token (:class:`Pkcs11Key`). Members sign documents
+(policy bundles, consent receipts) as compact JWS (:func:`sign_jws`, :func:`verify_jws`).
 
 The security server's side: :class:`CaClient` (enroll, renew, trust bundle),
 :class:`CertificateKeeper` (renewal, stapling, CRLs and trust in the background) and
@@ -79,6 +80,7 @@ from pki._identity import (
     identity_from_uris,
     tls_server_name,
 )
+from pki._jws import JwsInvalid, VerifiedJws, b64url, sign_jws, unb64url, verify_jws
 from pki._keeper import CertificateKeeper, KeeperSettings, accepted_roots
 from pki._keys import (
     PrivateKey,
@@ -134,6 +136,7 @@ __all__ = [
     "IssuanceRefused",
     "IssuedCertificate",
     "JournalEntry",
+    "JwsInvalid",
     "KeeperSettings",
     "KeyMaterialError",
     "KeyRejected",
@@ -166,7 +169,9 @@ __all__ = [
     "TokenUsed",
     "TrustBundle",
     "TrustUpdate",
+    "VerifiedJws",
     "accepted_roots",
+    "b64url",
     "certificate_identity",
     "certificate_pem",
     "certificate_request",
@@ -180,7 +185,10 @@ __all__ = [
     "load_certificates",
     "load_private_key",
     "sign",
+    "sign_jws",
     "tls_server_name",
+    "unb64url",
+    "verify_jws",
     "verify_signature",
     "write_private",
     "write_public",

@@ -12,7 +12,6 @@ file missing, none added. Then it compiles the set and runs its test cases befor
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import hashlib
 import io
@@ -20,19 +19,11 @@ import json
 import tarfile
 import zlib
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import (
-    decode_dss_signature,
-    encode_dss_signature,
-)
 
-from pki import DOCUMENT_SIGNING, certificate_identity, chains_to
-from pki import PkiError as _PkiError
+from pki import JwsInvalid, sign_jws, verify_jws
 from policy._engine import PolicySet
 from policy._errors import PolicyError
 from proto import MemberId
@@ -50,14 +41,6 @@ class PolicyBundleInvalid(PolicyError):
     """A bundle that must not be used: unreadable, unsigned, signed by someone else, altered."""
 
     code = "policy_bundle_invalid"
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64url(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def build_bundle(
@@ -78,28 +61,14 @@ def build_bundle(
     for name in contents:
         _check_name(name)
     contents[MANIFEST] = json.dumps({"revision": revision, "roots": ["pintu"]}).encode()
-    header = {
-        "alg": "ES256",
-        "x5c": [
-            base64.b64encode(c.public_bytes(serialization.Encoding.DER)).decode() for c in chain
-        ],
-    }
     payload = {
         "files": [
             {"name": name, "hash": hashlib.sha256(content).hexdigest(), "algorithm": "SHA-256"}
             for name, content in sorted(contents.items())
         ]
     }
-    signing_input = (
-        _b64url(json.dumps(header, separators=(",", ":")).encode())
-        + "."
-        + _b64url(json.dumps(payload, separators=(",", ":")).encode())
-    )
-    r, s = decode_dss_signature(key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
-    signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
-    contents[SIGNATURES] = json.dumps(
-        {"signatures": [signing_input + "." + _b64url(signature)]}
-    ).encode()
+    token = sign_jws(json.dumps(payload, separators=(",", ":")).encode(), key, chain)
+    contents[SIGNATURES] = json.dumps({"signatures": [token]}).encode()
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w:gz") as archive:
         for name, content in sorted(contents.items()):
@@ -156,25 +125,6 @@ def _read(blob: bytes) -> dict[str, bytes]:
     return files
 
 
-def _verified_chain(
-    header: Mapping[str, Any], roots: Iterable[x509.Certificate], now: dt.datetime
-) -> x509.Certificate:
-    try:
-        chain = [x509.load_der_x509_certificate(base64.b64decode(c)) for c in header["x5c"]]
-    except (KeyError, TypeError, ValueError) as error:
-        raise PolicyBundleInvalid(f"the signature names no usable certificate: {error}") from None
-    if not chain:
-        raise PolicyBundleInvalid("the signature names no certificate")
-    if not chain[0].not_valid_before_utc <= now <= chain[0].not_valid_after_utc:
-        raise PolicyBundleInvalid("the signing certificate or its chain is not valid now")
-    if not chains_to(chain, list(roots), now):
-        raise PolicyBundleInvalid(
-            "the signing certificate does not chain to the federation's roots"
-            " (through CAs valid now)"
-        )
-    return chain[0]
-
-
 def verify_bundle(
     blob: bytes, roots: Iterable[x509.Certificate], member: MemberId, *, now: dt.datetime
 ) -> tuple[PolicySet, str]:
@@ -189,41 +139,23 @@ def verify_bundle(
     try:
         signatures = json.loads(files.pop(SIGNATURES))["signatures"]
         (token,) = signatures
-        encoded_header, encoded_payload, encoded_signature = token.split(".")
-        header = json.loads(_unb64url(encoded_header))
-        payload = json.loads(_unb64url(encoded_payload))
-        signature = _unb64url(encoded_signature)
     except KeyError:
         raise PolicyBundleInvalid("the bundle is not signed (no .signatures.json)") from None
     except (ValueError, TypeError, AttributeError, RecursionError) as error:
         raise PolicyBundleInvalid(
             f"the bundle's signature is malformed: {type(error).__name__}"
         ) from None
-    if not isinstance(header, dict) or header.get("alg") != "ES256":
-        raise PolicyBundleInvalid("the bundle's signature is not ES256")
-    signer = _verified_chain(header, roots, now)
-    key = signer.public_key()
-    if not isinstance(key, ec.EllipticCurvePublicKey) or len(signature) != 64:
-        raise PolicyBundleInvalid("the bundle's signature does not fit an ES256 key")
     try:
-        key.verify(
-            encode_dss_signature(
-                int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
-            ),
-            f"{encoded_header}.{encoded_payload}".encode(),
-            ec.ECDSA(hashes.SHA256()),
-        )
-    except InvalidSignature:
-        raise PolicyBundleInvalid("the bundle's signature does not verify") from None
-    try:
-        usage = signer.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-        identity = certificate_identity(signer)
-    except (x509.ExtensionNotFound, _PkiError):
-        raise PolicyBundleInvalid("the bundle is not signed with a signing certificate") from None
-    if DOCUMENT_SIGNING not in usage:
-        raise PolicyBundleInvalid("the bundle is not signed with a signing certificate")
-    if identity != member:
-        raise PolicyBundleInvalid(f"the bundle is signed by {identity}, not by {member}")
+        verified = verify_jws(str(token), roots, now=now, what="the bundle")
+        payload = json.loads(verified.payload)
+    except JwsInvalid as error:
+        raise PolicyBundleInvalid(str(error)) from None
+    except (ValueError, RecursionError) as error:
+        raise PolicyBundleInvalid(
+            f"the bundle's signature is malformed: {type(error).__name__}"
+        ) from None
+    if verified.signer != member:
+        raise PolicyBundleInvalid(f"the bundle is signed by {verified.signer}, not by {member}")
     listed = payload.get("files") if isinstance(payload, dict) else None
     if not isinstance(listed, list) or not all(isinstance(f, dict) for f in listed):
         raise PolicyBundleInvalid("the signed file list is malformed")

@@ -133,26 +133,31 @@ class DecisionLog:
         self._waiting.append(done)
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._drain(), name="decision log")
+            self._writer.add_done_callback(self._writer_ended)
         await done
+
+    def _writer_ended(self, writer: asyncio.Task[None]) -> None:
+        # A writer cancelled before it ran (or that failed) leaves no waiter hanging.
+        if self._waiting and (writer.cancelled() or writer.exception() is not None):
+            _settle(self._waiting, PolicyError(f"decision log {self.path}: the writer stopped"))
+            self._pending, self._waiting = [], []
 
     async def _drain(self) -> None:
         while self._pending:
             lines, waiting = self._pending, self._waiting
             self._pending, self._waiting = [], []
-            failure: PolicyError | None = None
             try:
                 await asyncio.to_thread(self._write, lines)
             except PolicyError as error:
-                failure = error
-            except Exception as error:  # no waiter may be left hanging
+                _settle(waiting, error)
+            except BaseException as error:  # no waiter may be left hanging, even on cancel
                 failure = PolicyError(f"decision log {self.path}: {type(error).__name__}")
-            for done in waiting:
-                if done.done():  # its caller gave up meanwhile
-                    continue
-                if failure is None:
-                    done.set_result(None)
-                else:
-                    done.set_exception(failure)
+                _settle(waiting + self._waiting, failure)
+                self._pending, self._waiting = [], []
+                if not isinstance(error, Exception):
+                    raise
+            else:
+                _settle(waiting, None)
 
     def _write(self, lines: list[str]) -> None:
         try:
@@ -182,6 +187,16 @@ class DecisionLog:
             if not isinstance(document, dict):
                 raise PolicyError(f"decision log {self.path}:{number}: not a record")
             yield DecisionRecord.from_json(document)
+
+
+def _settle(waiting: list[asyncio.Future[None]], failure: PolicyError | None) -> None:
+    for done in waiting:
+        if done.done():  # its caller gave up meanwhile
+            continue
+        if failure is None:
+            done.set_result(None)
+        else:
+            done.set_exception(failure)
 
 
 def _line(record: DecisionRecord) -> str:

@@ -139,6 +139,8 @@ class AccessRights:
             document = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, ValueError) as error:
             raise PolicyError(f"access rights {path}: {error}") from None
+        except RecursionError:
+            raise PolicyError(f"access rights {path}: nested too deeply (RecursionError)") from None
         return AccessRights.from_json(document, str(path))
 
     @staticmethod
@@ -201,8 +203,8 @@ def _windows(items: object, where: str) -> list[ClosedWindow]:
                 raise PolicyError(f"{at}.{key}: not an ISO 8601 time: {item[key]!r}") from None
             if moment.tzinfo is None:
                 raise PolicyError(f"{at}.{key}: a time zone is required (Z or +HH:MM)")
-            if not 1678 <= moment.year <= 2261:  # what a policy's 64-bit nanoseconds can hold
-                raise PolicyError(f"{at}.{key}: must lie between the years 1678 and 2261")
+            if not 1970 <= moment.year <= 2261:  # what the input's window bounds can hold
+                raise PolicyError(f"{at}.{key}: must lie between the years 1970 and 2261")
             moments.append(moment)
         if moments[1] <= moments[0]:
             raise PolicyError(f"{at}: until must come after from")

@@ -66,6 +66,7 @@ def test_every_policy_setting_is_read(site: Site, document: dict[str, Any]) -> N
         target = folder / path.relative_to(policy.DEFAULT_POLICIES)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(path.read_bytes())
+    (site.folder / "logs").mkdir()
     config = with_policy(
         site,
         document,
@@ -174,6 +175,13 @@ def test_a_remote_opa_is_read_without_a_cache(site: Site, document: dict[str, An
             "policy.opa_trust_anchors",
             "no such file",
         ),
+        (
+            {"opa": "127.0.0.1:8181", "opa_certificate": "c.pem", "opa_key": "k.pem"},
+            "policy.opa_trust_anchors",
+            "required with a client certificate",
+        ),
+        ({"decision_log": "absent/decisions.jsonl"}, "policy.decision_log", "not a folder"),
+        ({"rights": "RIGHTS:" + "[" * 100_000 + "]" * 100_000}, "policy.rights", "RecursionError"),
         ({"opa_timeout_seconds": 1}, "policy.opa_timeout_seconds", "set without opa"),
         ({"cache_size": -1}, "policy.cache_size", "between 0 and"),
         ({"watch_seconds": 0}, "policy.watch_seconds", "between 0.1 and 3600"),
@@ -214,3 +222,14 @@ def test_policies_that_fail_their_own_tests_are_refused(
     message = refused(config)
     assert_names(message, config, "policy.policies")
     assert "failed" in message
+
+
+def test_watched_files_keep_their_symbolic_links(site: Site, document: dict[str, Any]) -> None:
+    data = site.folder / "data-1"
+    data.mkdir()
+    (data / "rights.json").write_text(json.dumps({"rights": []}))
+    (site.folder / "current").symlink_to(data)
+    config = with_policy(site, document, rights="current/rights.json", bundle="current/b.tar.gz")
+    settings = pintu.load_gateway_settings(config).policy
+    assert settings.rights_file == site.folder / "current" / "rights.json"
+    assert settings.bundle_file == site.folder / "current" / "b.tar.gz"

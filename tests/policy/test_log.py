@@ -218,3 +218,17 @@ async def test_a_caller_that_gives_up_does_not_stop_the_others(
     first.cancel()
     decided = await asyncio.gather(*others)
     assert {d.decision_id for d in decided} <= {r.decision_id for r in log.records()}
+
+
+async def test_a_cancelled_writer_fails_its_waiters_instead_of_leaving_them_hanging(
+    tmp_path: Path,
+) -> None:
+    log = DecisionLog(tmp_path / "decisions.jsonl")
+    record = DecisionRecord("id", dt.datetime.now(dt.UTC), "", "r", True, (), ())
+    waiters = [asyncio.create_task(log.write(record)) for _ in range(5)]
+    await asyncio.sleep(0)  # every waiter queued; the writer started
+    writer = log._writer
+    assert writer is not None
+    writer.cancel()
+    outcomes = await asyncio.wait_for(asyncio.gather(*waiters, return_exceptions=True), 5)
+    assert all(isinstance(o, PolicyError) for o in outcomes), outcomes

@@ -329,7 +329,8 @@ def test_windows_are_read_per_service_earliest_first() -> None:
         ({**WINDOW, "until": WINDOW["from"]}, "until must come after from"),
         ({**WINDOW, "from": "2026-12-01T01:00:00"}, "windows[0].from: a time zone is required"),
         ({**WINDOW, "until": "tomorrow"}, "windows[0].until: not an ISO 8601 time"),
-        ({**WINDOW, "until": "9999-01-01T00:00:00Z"}, "between the years 1678 and 2261"),
+        ({**WINDOW, "until": "9999-01-01T00:00:00Z"}, "between the years 1970 and 2261"),
+        ({**WINDOW, "from": "1926-12-01T01:00:00Z"}, "between the years 1970 and 2261"),
         ({**WINDOW, "reason": "Not A Code"}, "windows[0].reason"),
         ({"service": SERVICE, "from": "2026-12-01T01:00:00Z"}, "needs service, from and until"),
         ("2026-12-01", "needs service, from and until"),
@@ -352,3 +353,10 @@ def test_holds_any_says_whether_some_right_applies() -> None:
     assert rights.holds_any(CLIENT, ("welfare",), SERVICE)
     assert not rights.holds_any(CLIENT, (), SERVICE)
     assert not rights.holds_any(CLIENT, ("welfare",), OTHER_SERVICE)
+
+
+def test_a_rights_file_nested_too_deep_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "rights.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(PolicyError, match="RecursionError"):
+        AccessRights.load(path)

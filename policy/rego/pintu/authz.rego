@@ -50,6 +50,13 @@ deny contains "consent_missing" if {
 	not lawful
 }
 
+# A service that requires consent answers only about a named citizen: without one, no consent
+# could have been checked.
+deny contains "subject_missing" if {
+	input.service.consent_required
+	not input.subject.concerned
+}
+
 lawful if input.subject.consent == "active"
 
 lawful if {

@@ -48,6 +48,11 @@ cases := [
 		"expect": {"allow": true, "reasons": [], "obligations": ["log_body", "notify_subject"]},
 	},
 	{
+		"name": "a service that requires consent is not asked without a citizen",
+		"input": object.union(base, {"subject": {"concerned": false, "consent": "none"}}),
+		"expect": {"allow": false, "reasons": ["subject_missing"]},
+	},
+	{
 		"name": "default deny without any right",
 		"input": object.union(base, {"rights": []}),
 		"expect": {"allow": false, "reasons": ["no_access_right"], "obligations": []},
@@ -120,8 +125,8 @@ cases := [
 		"expect": {"allow": false, "reasons": ["consent_missing"]},
 	},
 	{
-		"name": "no consent is needed when no citizen is concerned",
-		"input": object.union(base, {"subject": {"concerned": false, "consent": "none"}}),
+		"name": "no consent is needed when no citizen is concerned, unless the service requires it",
+		"input": object.union(base, {"service": legal_basis_only, "subject": {"concerned": false, "consent": "none"}}),
 		"expect": {"allow": true, "obligations": ["log_body"]},
 	},
 	{
