@@ -1,7 +1,8 @@
 """Pintu's benchmarks: run every suite, or the ones named, each rewriting its own section of
 docs/benchmarks.md.
 
-    python -m bench.run [--suite exchange|pki|policy|registry]... [--rounds N] [--seconds S]
+    python -m bench.run [--suite exchange|pki|policy|registry|consent]... [--rounds N]
+                        [--seconds S]
                         [--output FILE] [--enrollments N] [--crl-sizes 0,1000,...]
                         [--concurrency 1,8,32] [--members N] [--services N]
                         [--lookup-services 100,1000,...] [--decisions N]
@@ -16,7 +17,9 @@ suites:
 * ``pki`` (bench.pki): issuance, OCSP, staple verification and CRL checks;
 * ``policy`` (bench.policy): decisions, from the cache and from the engine, as rights grow;
 * ``registry`` (bench.registry): the global configuration's snapshot at federation scale,
-  built, verified and swapped, and the look-ups an exchange makes in it.
+  built, verified and swapped, and the look-ups an exchange makes in it;
+* ``consent`` (bench.consent): consent checks in a replica and in the store, revocation
+  propagation to replicas, grant throughput on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import consent as consent_suite
 from bench import exchange
 from bench import pki as pki_suite
 from bench import policy as policy_suite
@@ -49,6 +53,7 @@ SUITES = {
     pki_suite.NAME: Suite(pki_suite.PkiSettings(), pki_suite.run),
     policy_suite.NAME: Suite(policy_suite.PolicyBenchSettings(), policy_suite.run),
     registry_suite.NAME: Suite(registry_suite.RegistryBenchSettings(), registry_suite.run),
+    consent_suite.NAME: Suite(consent_suite.ConsentBenchSettings(), consent_suite.run),
 }
 # Settings fields and the options that set them.
 FLAGS = {
@@ -62,6 +67,11 @@ FLAGS = {
     "lookup_services": "--lookup-services",
     "decisions": "--decisions",
     "rights": "--rights",
+    "replica_consents": "--replica-consents",
+    "store_consents": "--store-consents",
+    "grants": "--grants",
+    "gateways": "--gateways",
+    "revocations": "--revocations",
 }
 
 
@@ -135,6 +145,23 @@ def _parser() -> argparse.ArgumentParser:
         dest="lookup_services",
         type=_counts(1),
         help="federation sizes, in services, to time per-exchange look-ups at",
+    )
+    consent_options = parser.add_argument_group("consent suite")
+    consent_options.add_argument(
+        "--replica-consents",
+        dest="replica_consents",
+        type=_counts(1),
+        help="numbers of consents in a replica to time checks at",
+    )
+    consent_options.add_argument(
+        "--store-consents", dest="store_consents", type=_positive(int), help="consents in the store"
+    )
+    consent_options.add_argument("--grants", type=_positive(int), help="grants per measurement")
+    consent_options.add_argument(
+        "--gateways", type=_positive(int), help="replicas a revocation must reach"
+    )
+    consent_options.add_argument(
+        "--revocations", type=_positive(int), help="revocations timed per round"
     )
     return parser
 

@@ -8,13 +8,14 @@ side against a federation started by ``pintu up``.
 """
 
 from demo._agencies import AGENCIES, Agency, AgencyBackend, AgencyService, serve_agency
-from demo._scenario import run_scenario
+from demo._scenario import ConsentDesk, run_scenario
 
 __all__ = [
     "AGENCIES",
     "Agency",
     "AgencyBackend",
     "AgencyService",
+    "ConsentDesk",
     "run_scenario",
     "serve_agency",
 ]

@@ -37,6 +37,7 @@ class AgencyService:
     purposes: tuple[str, ...] = ()
     legal_basis: str = ""
     clients: tuple[str, ...] = ()
+    consent_required: bool = False
 
     @staticmethod
     def of(
@@ -47,6 +48,7 @@ class AgencyService:
         purposes: tuple[str, ...] = (),
         legal_basis: str = "",
         clients: tuple[str, ...] = (),
+        consent_required: bool = False,
     ) -> AgencyService:
         """The service described by a generated module's ``descriptor``."""
         return AgencyService(
@@ -58,6 +60,7 @@ class AgencyService:
             purposes,
             legal_basis,
             clients,
+            consent_required,
         )
 
 
@@ -131,7 +134,8 @@ AGENCIES: tuple[Agency, ...] = (
                 "Health-insurance coverage, maternity benefit and prenatal-care claims.",
                 data_categories=("health", "insurance"),
                 purposes=("birth-support",),
-                legal_basis="Birth Support Act (demo), art. 13: maternity benefits",
+                # Health data: only with the citizen's own consent, never on a legal basis.
+                consent_required=True,
                 clients=_BIRTH_SUPPORT,
             ),
         ),

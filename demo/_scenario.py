@@ -1,14 +1,17 @@
 """The one-stop birth-support scenario, after Korea's Happy Birth One-Stop Service.
 
-A parent applies once to the welfare agency. The welfare agency's case system then gathers the
+A parent applies once to the welfare agency and consents, online, to the health-insurance agency
+sharing their health-insurance data with it. The welfare agency's case system then gathers the
 evidence itself from the population registry, the health-insurance agency and the tax office,
 calling its own security server with the providers' ordinary generated stubs and ``pintu-*``
-metadata (no Pintu SDK), decides the benefits, and finally shows that a caller its security server
-does not know is refused.
+metadata (no Pintu SDK), and decides the benefits. Finally it shows what is refused: a caller its
+security server does not know, health data about a citizen who gave no consent, and the parent's
+health data right after the parent revoked the consent.
 """
 
 from __future__ import annotations
 
+import asyncio
 import textwrap
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -80,6 +83,25 @@ APPLICATION: Final = Application(
     child="NIK:3174055701260001",
     caseworker="CW-0421",
 )
+
+
+class ConsentDesk(Protocol):
+    """Where citizens grant and revoke consent (the consent service; the portal in real life)."""
+
+    async def grant(
+        self, subject: str, provider: str, consumer: str, service: str, purpose: str, text: str
+    ) -> str:
+        """Record the consent; its id."""
+        ...
+
+    async def revoke(self, subject: str, consent_id: str) -> None:
+        """Revoke the consent."""
+        ...
+
+
+# How long a provider's security server may take to learn of a consent change (its replica
+# follows the consent service within a second).
+CONSENT_PROPAGATION_SECONDS: Final = 5.0
 
 
 class _ScenarioFailed(Exception):
@@ -212,14 +234,14 @@ class _CaseSystem:
         self._tell(f"exchange {message_id or '(no pintu-message-id returned)'}", indent=5)
 
     def _metadata(
-        self, provider: _Party, client: SubsystemId | None = None
+        self, provider: _Party, client: SubsystemId | None = None, subject: str | None = None
     ) -> tuple[tuple[str, str], ...]:
         application = self._application
         return (
             (CLIENT_KEY, str(client or self._federation.welfare.subsystem)),
             (PROVIDER_KEY, str(provider.subsystem)),
             (PURPOSE_KEY, PURPOSE),
-            (SUBJECT_KEY, application.applicant),
+            (SUBJECT_KEY, subject or application.applicant),
             (ISSUE_KEY, application.reference),
             (USER_KEY, application.caseworker),
         )
@@ -325,6 +347,51 @@ class _CaseSystem:
             household.append(member)
         return person, birth, tuple(household)
 
+    async def consent(self, desk: ConsentDesk) -> str:
+        """Step 1, continued: the parent consents to sharing health-insurance data."""
+        federation, application = self._federation, self._application
+        eligibility = health_insurance_pb2.DESCRIPTOR.services_by_name["Eligibility"]
+        consent_id = await desk.grant(
+            application.applicant,
+            str(federation.nhis.subsystem),
+            str(federation.welfare.subsystem),
+            f"{federation.nhis.subsystem}/{eligibility.full_name}",
+            PURPOSE,
+            "To decide on your birth-support application: your health-insurance coverage and "
+            "prenatal-care claims",
+        )
+        self._tell(
+            "Health data is shared only with the citizen's own consent: "
+            f"{application.applicant_name} consents online to the {federation.nhis.name}"
+            f" sharing her health-insurance data with the {federation.welfare.name} for"
+            f" '{PURPOSE}' (consent {consent_id}, with a signed receipt)."
+        )
+        return consent_id
+
+    async def _coverage(
+        self, subject: str, *, expect_consent: bool
+    ) -> tuple[health_insurance_pb2.Coverage | None, str, grpc.aio.AioRpcError | None]:
+        """GetCoverage about ``subject``, asked again (for at most the propagation time) while
+        the answer is not yet what the consent just changed should give."""
+        provider = self._federation.nhis
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CONSENT_PROPAGATION_SECONDS
+        while True:
+            call = self._insurance.GetCoverage(
+                health_insurance_pb2.GetCoverageRequest(citizen_id=subject),
+                metadata=self._metadata(provider, subject=subject),
+                timeout=CALL_TIMEOUT_SECONDS,
+            )
+            try:
+                coverage = await call
+                message_id = _trailer(await call.trailing_metadata(), MESSAGE_ID_KEY)
+                if expect_consent or loop.time() >= deadline:
+                    return coverage, message_id, None
+            except grpc.aio.AioRpcError as error:
+                if not expect_consent or loop.time() >= deadline:
+                    return None, "", error
+            await asyncio.sleep(0.1)
+
     async def health_insurance(
         self, birth: population_pb2.BirthRecord
     ) -> tuple[health_insurance_pb2.Coverage, tuple[health_insurance_pb2.PrenatalClaim, ...]]:
@@ -333,15 +400,14 @@ class _CaseSystem:
         metadata = self._metadata(provider)
         self._say(f"3. {provider}")
 
-        self._tell(f"GetCoverage {application.applicant}")
-        coverage, message_id = await self._answer(
-            self._insurance.GetCoverage(
-                health_insurance_pb2.GetCoverageRequest(citizen_id=application.applicant),
-                metadata=metadata,
-                timeout=CALL_TIMEOUT_SECONDS,
-            ),
-            "GetCoverage",
+        self._tell(f"GetCoverage {application.applicant}, with her consent")
+        answered, message_id, failure = await self._coverage(
+            application.applicant, expect_consent=True
         )
+        if answered is None:
+            assert failure is not None
+            raise _ScenarioFailed(f"GetCoverage failed: {_refusal(failure)}")
+        coverage = answered
         status = _words(
             health_insurance_pb2.CoverageStatus.Name(coverage.status), "COVERAGE_STATUS_"
         )
@@ -458,8 +524,56 @@ class _CaseSystem:
         self._tell("It was answered: the security server let an unknown caller through.")
         return False
 
+    async def without_consent(self, desk: ConsentDesk, consent_id: str) -> bool:
+        """Step 7: health data about a citizen who gave no consent is refused, and so is the
+        parent's right after she revokes hers."""
+        federation, application = self._federation, self._application
+        self._say("7. Consent, enforced")
+        self._tell(
+            f"The case system asks the {federation.nhis.name} for the coverage of the child "
+            f"{application.child}, for whom no one consented (GetCoverage)"
+        )
+        _, _, failure = await self._coverage(application.child, expect_consent=False)
+        if not self._consent_missing(failure):
+            return False
+        await desk.revoke(application.applicant, consent_id)
+        self._tell(
+            f"{application.applicant_name} revokes her consent {consent_id}; the case system "
+            "asks for her coverage again right away (GetCoverage)"
+        )
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        answered, _, failure = await self._coverage(application.applicant, expect_consent=False)
+        while answered is not None and loop.time() - started < CONSENT_PROPAGATION_SECONDS:
+            answered, _, failure = await self._coverage(application.applicant, expect_consent=False)
+        if not self._consent_missing(failure):
+            return False
+        self._tell(
+            f"Refused {loop.time() - started:.2f} s after the revocation: every provider's "
+            "security server follows citizens' consents within a second."
+        )
+        return True
 
-async def run_scenario(federation: Mapping[str, Any], say: Callable[[str], None]) -> bool:
+    def _consent_missing(self, failure: grpc.aio.AioRpcError | None) -> bool:
+        if failure is None:
+            self._tell("It was answered: health data went out without the citizen's consent.")
+            return False
+        code = _trailer(failure.trailing_metadata(), ERROR_CODE_KEY)
+        self._heard(
+            f"refused: {failure.code().name}, {ERROR_CODE_KEY} {code or '(none)'}: "
+            f"{failure.details()}"
+        )
+        if failure.code() is grpc.StatusCode.PERMISSION_DENIED and "consent_missing" in (
+            failure.details() or ""
+        ):
+            return True
+        self._tell("Expected PERMISSION_DENIED, access_denied for consent_missing.")
+        return False
+
+
+async def run_scenario(
+    federation: Mapping[str, Any], say: Callable[[str], None], desk: ConsentDesk
+) -> bool:
     """Run the one-stop birth-support scenario against a running federation; tell it with ``say``.
 
     ``federation`` is the parsed ``federation.json`` written by ``pintu up``. Every call has a
@@ -471,11 +585,13 @@ async def run_scenario(federation: Mapping[str, Any], say: Callable[[str], None]
         async with grpc.aio.insecure_channel(route.welfare_gateway) as channel:
             case = _CaseSystem(channel, route, APPLICATION, say)
             case.announce()
+            consent_id = await case.consent(desk)
             person, birth, household = await case.population()
             coverage, claims = await case.health_insurance(birth)
             income = await case.income()
             decision = case.decide(Evidence(person, birth, household, coverage, claims, income))
             refused = await case.unregistered_caller()
+            enforced = await case.without_consent(desk, consent_id)
     except _ScenarioFailed as failure:
         say(f"Scenario failed: {failure}")
         return False
@@ -487,6 +603,9 @@ async def run_scenario(federation: Mapping[str, Any], say: Callable[[str], None]
         return False
     if not refused:
         say("Scenario failed: the unregistered caller was not refused as it should be.")
+        return False
+    if not enforced:
+        say("Scenario failed: health data went out without the citizen's consent.")
         return False
     say("Scenario complete: every step did what it should.")
     return True

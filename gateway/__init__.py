@@ -28,6 +28,7 @@ from gateway._server import SecurityServer, security_server
 from gateway._settings import (
     DEFAULT_MAX_MESSAGE_BYTES,
     AgencyListener,
+    ConsentReplicaSettings,
     GatewaySettings,
     Limits,
     LocalClient,
@@ -48,6 +49,7 @@ __all__ = [
     "SUBJECT_KEY",
     "USER_KEY",
     "AgencyListener",
+    "ConsentReplicaSettings",
     "ErrorCode",
     "GatewayError",
     "GatewaySettings",

@@ -196,6 +196,12 @@ class ErrorCode(enum.Enum):
         "The provider's policy could not decide (engine error, timeout, undefined result or "
         "unwritable decision log), so the exchange is denied.",
     )
+    CONSENT_STATE_STALE = (
+        "consent_state_stale",
+        _S.UNAVAILABLE,
+        "The provider's replica of citizens' consents is older than its configured bound (or "
+        "there is none), so an exchange that needs the citizen's consent is refused.",
+    )
     BACKEND_UNAVAILABLE = (
         "backend_unavailable",
         _S.UNAVAILABLE,

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from cryptography import x509
 
+from consent import ConsentReplica
 from gateway._errors import ErrorCode, GatewayError, SettingsError
 from gateway._settings import PolicySettings, check_rights
 from monitoring import PolicyFigures
@@ -53,6 +54,14 @@ LOGGER = logging.getLogger("pintu.gateway")
 KNOWN_OBLIGATIONS = frozenset({"log_body", "notify_subject"})
 
 
+@dataclass(frozen=True, slots=True)
+class Authorization:
+    """An allowing decision and the consent it relied on ("" for none)."""
+
+    decision: Decision
+    consent_id: str
+
+
 @dataclass
 class PolicyCounts:
     """What the authorizer has done since it started (read by the metrics at scrape time)."""
@@ -64,6 +73,7 @@ class PolicyCounts:
     rights_refusals: int = 0
     bundles_installed: int = 0
     rights_loaded: int = 0
+    stale: int = 0
     denials_by_reason: dict[str, int] = field(default_factory=dict)
 
 
@@ -96,8 +106,13 @@ class Authorizer:
         trust_anchors: Callable[[], list[x509.Certificate]],
         owner: SecurityServerId,
         clock: Callable[[], float],
+        *,
+        consent: ConsentReplica | None = None,
+        max_staleness: float = 5.0,
     ) -> None:
         self._settings = settings
+        self._replica = consent
+        self._max_staleness = max_staleness
         self._services = frozenset(owner_services)
         self._anchors = trust_anchors
         self._owner = owner
@@ -326,20 +341,39 @@ class Authorizer:
         service: Service,
         method: str,
         purpose: str,
-        subject_concerned: bool,
+        subject: str,
         now: float,
-    ) -> Decision:
-        """The policy's decision to let the exchange through.
+    ) -> Authorization:
+        """The policy's decision to let the exchange through, with the consent it relied on.
+
+        For personal data about a citizen (``subject``), the citizen's consent comes from the
+        consent replica; when the replica is older than allowed (or there is none), a service
+        that requires consent is refused and any other is decided as without consent.
 
         Raises:
-            GatewayError: ``access_denied`` (with reasons and the decision id) or
-                ``policy_error``.
+            GatewayError: ``access_denied`` (with reasons and the decision id),
+                ``policy_error`` or ``consent_state_stale``.
         """
         assert self._engine is not None, "start() first"
         client_name = str(client)
         service_key = str(service.id)
         groups = conf.groups_of(client)
         rights = self._rights
+        moment = dt.datetime.fromtimestamp(now, dt.UTC)
+        consent, consent_id = "none", ""
+        if subject and service.personal_data:
+            replica = self._replica
+            if replica is not None and replica.age() <= self._max_staleness:
+                consent, consent_id = replica.state(subject, client, service, purpose, moment)
+            elif service.consent_required:
+                self.counts.stale += 1
+                raise GatewayError(
+                    ErrorCode.CONSENT_STATE_STALE,
+                    "the provider's consent replica is stale; the citizen's consent cannot be"
+                    " checked"
+                    if replica is not None
+                    else "the provider's security server keeps no consent replica",
+                )
         try:
             decision = await self._engine.decide(
                 PolicyInput(
@@ -348,11 +382,11 @@ class Authorizer:
                     provider=str(service.id.provider),
                     service=service.id.service_name,
                     method=method,
-                    time=dt.datetime.fromtimestamp(now, dt.UTC),
+                    time=moment,
                     purpose=purpose,
                     client_groups=tuple(sorted(groups)),
-                    subject_concerned=subject_concerned,
-                    consent="none",
+                    subject_concerned=bool(subject),
+                    consent=consent,
                     facts=self.facts(service),
                     rights=rights.applicable(client_name, groups, service_key),
                     windows=rights.windows_for(service_key),
@@ -393,4 +427,4 @@ class Authorizer:
                 decision_id=decision.decision_id,
             )
         self.counts.allowed += 1
-        return decision
+        return Authorization(decision, consent_id)

@@ -162,7 +162,7 @@ class ProviderSide:
                 service=registered,
                 method=method.rsplit("/", 1)[-1],
                 purpose=header.purpose,
-                subject_concerned=bool(header.subject),
+                subject=header.subject,
                 now=now,
             )
             await self._forward(service, header, metadata, requests, context)

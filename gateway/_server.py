@@ -17,6 +17,7 @@ import grpc.aio
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from consent import ConsentReplica, ReplicaFollower
 from gateway._channels import (
     BackendChannels,
     PeerChannels,
@@ -31,7 +32,7 @@ from gateway._metaservices import Metaservices
 from gateway._policy import Authorizer
 from gateway._provider import ProviderSide
 from gateway._settings import GatewaySettings
-from monitoring import GatewayMetrics, MetricsServer, serve_metrics
+from monitoring import ConsentFigures, GatewayMetrics, MetricsServer, serve_metrics
 from pki import CertificateKeeper, Credential, TlsIdentity
 from registry import ConfigurationClient, GlobalConfiguration, RegistryClient
 
@@ -201,6 +202,8 @@ class SecurityServer:
         self.keeper: CertificateKeeper | None = None
         self._metrics: MetricsServer | None = None
         self.authorizer: Authorizer | None = None
+        self.consent_replica: ConsentReplica | None = None
+        self._follower: ReplicaFollower | None = None
         self._source_started = False
         self.restarts = 0
 
@@ -233,12 +236,15 @@ class SecurityServer:
             if isinstance(source, ConfigurationClient)
             else None,
         )
+        replica = self.consent_replica = ConsentReplica() if settings.consent else None
         authorizer = self.authorizer = Authorizer(
             settings.policy,
             settings.services,
             lambda: x509.load_pem_x509_certificates(keeper.identity.trust_anchors),
             settings.server,
             self._clock,
+            consent=replica,
+            max_staleness=settings.consent.max_staleness_seconds if settings.consent else 0.0,
         )
         authorizer.start()
         try:
@@ -249,6 +255,11 @@ class SecurityServer:
             self.authorizer = None
             raise
         self._source_started = True
+        if settings.consent is not None and replica is not None:
+            self._follower = ReplicaFollower(
+                replica, settings.consent.address, lambda: keeper.identity
+            )
+            self._follower.start()
         peers = self._peers = PeerChannels(current.configuration, keeper.identity, limits)
 
         async def renewed(identity: TlsIdentity) -> None:
@@ -269,6 +280,7 @@ class SecurityServer:
                         lambda: self.keeper,
                         lambda: source,
                         policy=lambda: self.authorizer.figures() if self.authorizer else None,
+                        consent=lambda: self._consent_figures(),
                     ).registry,
                 )
             except OSError as error:
@@ -399,12 +411,27 @@ class SecurityServer:
         if self._source_started:
             self._source_started = False
             await self.settings.registry.stop()
+        if self._follower is not None:
+            await self._follower.stop()
+            self._follower = None
         if self.authorizer is not None:
             await self.authorizer.stop()
             self.authorizer = None
         if self._metrics is not None:
             self._metrics.stop()
             self._metrics = None
+
+    def _consent_figures(self) -> ConsentFigures | None:
+        replica = self.consent_replica
+        if replica is None or self.settings.consent is None:
+            return None
+        return ConsentFigures(
+            age_seconds=replica.age(),
+            max_staleness_seconds=self.settings.consent.max_staleness_seconds,
+            consents=len(replica),
+            position=replica.position,
+            stale_refusals=self.authorizer.counts.stale if self.authorizer else 0,
+        )
 
     @property
     def metrics_port(self) -> int:

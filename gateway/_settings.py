@@ -134,6 +134,20 @@ class PolicySettings:
 
 
 @dataclass(frozen=True)
+class ConsentReplicaSettings:
+    """Where the provider side's consent replica comes from (the consent service, mTLS with
+    the security server's authentication certificate), and how old it may grow before
+    consent-requiring exchanges fail closed (``consent_state_stale``)."""
+
+    address: str
+    max_staleness_seconds: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_staleness_seconds <= 3600:
+            raise SettingsError("consent.max_staleness_seconds", "must be between 1 and 3600")
+
+
+@dataclass(frozen=True)
 class GatewaySettings:
     """Everything a security server needs, loaded and checked once at start-up."""
 
@@ -154,6 +168,9 @@ class GatewaySettings:
     # how long to wait before presenting it, so that every peer has polled the registry since.
     certificate_propagation_seconds: float = 0.0
     policy: PolicySettings = field(default_factory=PolicySettings)
+    # The consent service to replicate from; None: no replica, so every exchange about a
+    # citizen for a consent-requiring service fails closed (consent_state_stale).
+    consent: ConsentReplicaSettings | None = None
 
     @property
     def global_configuration(self) -> GlobalConfiguration:

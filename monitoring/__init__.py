@@ -6,6 +6,6 @@ conventions: ``pintu_`` prefix, base units, ``_total`` for counters.
 """
 
 from monitoring._exposition import MetricsServer, serve_metrics
-from monitoring._gateway import GatewayMetrics, PolicyFigures
+from monitoring._gateway import ConsentFigures, GatewayMetrics, PolicyFigures
 
-__all__ = ["GatewayMetrics", "MetricsServer", "PolicyFigures", "serve_metrics"]
+__all__ = ["ConsentFigures", "GatewayMetrics", "MetricsServer", "PolicyFigures", "serve_metrics"]

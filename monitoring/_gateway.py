@@ -27,6 +27,13 @@ metric                                       type    meaning
                                                      naming services not served here)
 ``pintu_policy_cache_hits_total``            counter decisions answered by the decision cache
 ``pintu_policy_cache_misses_total``          counter decisions the engine had to make
+``pintu_consent_replica_age_seconds``        gauge   seconds since the consent service was last
+                                                     heard from (+Inf before the first time)
+``pintu_consent_replica_max_age_seconds``    gauge   the age past which consent-requiring
+                                                     exchanges fail closed
+``pintu_consent_replica_consents``           gauge   consents held by the replica
+``pintu_consent_replica_position``           gauge   change-stream position applied
+``pintu_consent_stale_refusals_total``       counter exchanges refused: replica too old
 ===========================================  ======  ==============================================
 
 Alert on any increase of ``pintu_policy_bundle_refusals_total`` or
@@ -198,6 +205,54 @@ class _PolicyCollector(Collector):
         )
 
 
+@dataclass(frozen=True)
+class ConsentFigures:
+    """A provider security server's consent replica."""
+
+    age_seconds: float
+    max_staleness_seconds: float
+    consents: int
+    position: int
+    stale_refusals: int
+
+
+class _ConsentCollector(Collector):
+    """Reads the consent replica at scrape time."""
+
+    def __init__(self, figures: Callable[[], ConsentFigures | None]) -> None:
+        self._figures = figures
+
+    def collect(self) -> Iterator[Metric]:
+        figures = self._figures()
+        if figures is None:
+            return
+        yield GaugeMetricFamily(
+            "pintu_consent_replica_age_seconds",
+            "Seconds since the consent service was last heard from.",
+            value=figures.age_seconds,
+        )
+        yield GaugeMetricFamily(
+            "pintu_consent_replica_max_age_seconds",
+            "Replica age past which consent-requiring exchanges fail closed.",
+            value=figures.max_staleness_seconds,
+        )
+        yield GaugeMetricFamily(
+            "pintu_consent_replica_consents",
+            "Consents held by the consent replica.",
+            value=figures.consents,
+        )
+        yield GaugeMetricFamily(
+            "pintu_consent_replica_position",
+            "Position of the consent service's change stream the replica has applied.",
+            value=figures.position,
+        )
+        yield CounterMetricFamily(
+            "pintu_consent_stale_refusals",
+            "Exchanges refused because the consent replica was too old.",
+            value=figures.stale_refusals,
+        )
+
+
 class GatewayMetrics:
     """The registry of one security server's metrics."""
 
@@ -208,8 +263,10 @@ class GatewayMetrics:
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         *,
         policy: Callable[[], PolicyFigures | None] = lambda: None,
+        consent: Callable[[], ConsentFigures | None] = lambda: None,
     ) -> None:
         self.registry = CollectorRegistry()
         self.registry.register(_KeeperCollector(keeper))
         self.registry.register(_ConfigurationCollector(configuration, clock))
         self.registry.register(_PolicyCollector(policy))
+        self.registry.register(_ConsentCollector(consent))

@@ -52,6 +52,11 @@
     opa_timeout_seconds = 0.5
     opa_revision = "opa"                             # the revision decisions name
 
+    [consent]                                        # citizens' consents (provider side)
+    service = "127.0.0.1:7500"                       # the consent service (mTLS, auth certificate)
+    max_staleness_seconds = 5                        # older replica: consent-requiring calls
+                                                     # fail closed (consent_state_stale)
+
     [limits]
     max_message_bytes = 67108864                     # default 64 MiB, per message, both hops
     max_metadata_bytes = 16384                       # default 16 KiB, a call's metadata
@@ -80,6 +85,7 @@ from typing import Any, TypeVar
 
 from gateway import (
     AgencyListener,
+    ConsentReplicaSettings,
     GatewaySettings,
     Limits,
     LocalClient,
@@ -122,10 +128,12 @@ _KNOWN = {
         "limits",
         "metrics",
         "policy",
+        "consent",
         "clients",
         "services",
     },
     "metrics": {"listen"},
+    "consent": {"service", "max_staleness_seconds"},
     "policy": {
         "rights",
         "policies",
@@ -352,10 +360,19 @@ def load_gateway_settings(path: Path) -> GatewaySettings:
         refresh=dt.timedelta(seconds=refresh),
     )
     policy = _policy(_Reader(path, root.table_at("policy"), "policy", "policy"))
+    consent_table = _Reader(path, root.table_at("consent"), "consent", "consent")
+    consent = None
+    if consent_table.table:
+        staleness = consent_table.get("max_staleness_seconds", float, 5.0)
+        try:
+            consent = ConsentReplicaSettings(consent_table.address("service"), staleness)
+        except SettingsError as error:
+            raise consent_table.error("max_staleness_seconds", error.message) from None
     try:
         return GatewaySettings(
             server=server,
             policy=policy,
+            consent=consent,
             pki=keeper,
             metrics_address=metrics,
             peer_address=peer_address,

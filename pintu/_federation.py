@@ -7,6 +7,8 @@
                                      responder, ledger; its keys encrypted with DIR/ca-passphrase
     DIR/registry/                    the registry (``pintu registry``): members, servers and
                                      services; anchor.json for the security servers
+    DIR/consent/                     the consent service (``pintu consent``): citizens' consents,
+                                     receipts signed for DEMO/GOV/PINTU
     DIR/operator/                    the registry operator ``admin``'s credentials
     DIR/gateways/<agency>/           gateway.toml, access-rights.json, decisions.jsonl,
                                      authentication, signing and listener keys
@@ -43,6 +45,7 @@ from cryptography import x509
 
 from demo import AGENCIES, Agency
 from pintu._ca import enroll
+from pintu._consent import ConsentFolder, OperatorDesk, init_consent, move, point_operator
 from pintu._errors import FederationError
 from pintu._ports import free_port
 from pintu._registry import RegistryFolder, add_operator, init_registry, write_operator_file
@@ -76,6 +79,8 @@ INSTANCE = "DEMO"
 AUTHENTICATION_LIFETIME = dt.timedelta(days=1)
 AGENCY_LIFETIME = dt.timedelta(days=30)
 SERVER_CODE = "ss1"
+# The member whose signing certificate signs consent receipts: the federation's operator.
+OPERATOR_MEMBER = "DEMO/GOV/PINTU"
 # Security servers of a local federation ask the registry often: changes show within seconds.
 REGISTRY_POLL_SECONDS = 2
 ACTOR = "pintu up"
@@ -200,12 +205,19 @@ class LocalFederation:
             for agency in self._agencies
         }
         registry_port, registry_http = free_port(), free_port()
+        consent_port = free_port()
         ledger = folder.ledger()
         try:
             authority = folder.authority(folder.active, ledger)
             registry = self._registry(authority, list(roots), registry_port, registry_http)
+            consent = self._consent(authority, list(roots), registry.anchor_file, consent_port)
             gateways, agencies = self._prepare_agencies(
-                authority, ports, registry.anchor_file, f"127.0.0.1:{ca_port}", now
+                authority,
+                ports,
+                registry.anchor_file,
+                f"127.0.0.1:{ca_port}",
+                f"127.0.0.1:{consent_port}",
+                now,
             )
         finally:
             ledger.close()
@@ -223,6 +235,7 @@ class LocalFederation:
                 ],
             ),
             self._child("registry", ["registry", "serve", "--dir", str(registry.path)]),
+            self._child("consent", ["consent", "serve", "--dir", str(consent.path)]),
         ]
         for agency in self._agencies:
             backend = ports[agency.key].backend
@@ -255,6 +268,12 @@ class LocalFederation:
                 "folder": str(registry.path),
                 "anchor": str(registry.anchor_file),
                 "operator": str(self.operator_folder),
+            },
+            "consent": {
+                "address": f"127.0.0.1:{consent_port}",
+                "folder": str(consent.path),
+                "signer": OPERATOR_MEMBER,
+                "roots": str(self.ca_bundle),
             },
             "gateways": gateways,
             "agencies": agencies,
@@ -295,6 +314,29 @@ class LocalFederation:
         write_operator_file(self.operator_folder, folder)
         return folder
 
+    def _consent(
+        self, authority: Authority, roots: list[x509.Certificate], anchor: Path, port: int
+    ) -> ConsentFolder:
+        """Create the consent service on the first run; point it at this run's port; let the
+        registry's operator ``admin`` grant and revoke."""
+        folder = ConsentFolder(self.state / "consent")
+        listen = f"127.0.0.1:{port}"
+        if not folder.settings_file.exists():
+            init_consent(
+                folder.path,
+                authority,
+                roots,
+                listen=listen,
+                anchor=anchor,
+                signer=OPERATOR_MEMBER,
+                operators=["admin"],
+                actor=ACTOR,
+            )
+        else:
+            move(folder, listen, roots)
+        point_operator(self.operator_folder, listen)
+        return folder
+
     def _fill_registry(
         self, registry: RegistryFolder, ports: dict[str, _Ports], now: dt.datetime
     ) -> None:
@@ -320,6 +362,7 @@ class LocalFederation:
                     personal_data=bool(s.data_categories),
                     data_categories=s.data_categories,
                     purposes=s.purposes,
+                    consent_required=s.consent_required,
                     legal_basis=s.legal_basis,
                     descriptor_file=s.descriptor.file.name if s.descriptor else "",
                 )
@@ -347,6 +390,7 @@ class LocalFederation:
         ports: dict[str, _Ports],
         anchor_file: Path,
         ca_address: str,
+        consent_address: str,
         now: dt.datetime,
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         gateways: dict[str, Any] = {}
@@ -381,7 +425,10 @@ class LocalFederation:
             )
             write_public(clients / "cert.pem", certificate_pem(client.certificate, *client.chain))
             config = folder / "gateway.toml"
-            write_public(config, self._gateway_toml(agency, port, anchor_file, ca_address).encode())
+            write_public(
+                config,
+                self._gateway_toml(agency, port, anchor_file, ca_address, consent_address).encode(),
+            )
             write_public(folder / "access-rights.json", _access_rights(agency).encode())
             self._tokens[agency.key] = authority.create_token(server, actor=ACTOR, now=now)
             gateways[agency.key] = {
@@ -406,7 +453,12 @@ class LocalFederation:
         return gateways, agencies
 
     def _gateway_toml(
-        self, agency: Agency, port: _Ports, anchor_file: Path, ca_address: str
+        self,
+        agency: Agency,
+        port: _Ports,
+        anchor_file: Path,
+        ca_address: str,
+        consent_address: str,
     ) -> str:
         folder = self.state / "gateways" / agency.key
         lines = [
@@ -443,6 +495,11 @@ class LocalFederation:
             f"rights = {_toml_string(folder / 'access-rights.json')}",
             f"decision_log = {_toml_string(folder / 'decisions.jsonl')}",
             "",
+            *(
+                ["[consent]", f"service = {_toml_string(consent_address)}", ""]
+                if agency.services
+                else []
+            ),
             "[limits]",
             "shutdown_grace_seconds = 5",
             "",
@@ -497,6 +554,10 @@ class LocalFederation:
         scratch.write_text(json.dumps(self.document, indent=2) + "\n", encoding="utf-8")
         os.replace(scratch, self.federation_file)
         return self.document
+
+    def consent_desk(self) -> OperatorDesk:
+        """Grants and revokes consents as the operator ``admin`` (the demo's citizen portal)."""
+        return OperatorDesk(self.operator_folder, self.document["consent"]["address"])
 
     def _launch(self, child: _Child) -> None:
         child.ready_file.parent.mkdir(parents=True, exist_ok=True)

@@ -446,9 +446,13 @@ async def serve(directory: Path, ready_file: Path | None) -> None:
 # -- operators' commands ------------------------------------------------------------------------
 
 
-def operator_client(directory: Path | None) -> RegistryClient:
-    """The management client of the operator whose credentials are in ``directory`` (default:
-    ``$PINTU_OPERATOR``)."""
+def operator_credentials(directory: Path | None) -> tuple[dict[str, Any], TlsIdentity, Path]:
+    """The ``operator.toml`` of the operator whose credentials are in ``directory`` (default:
+    ``$PINTU_OPERATOR``), the identity it names, and its path.
+
+    Raises:
+        ConfigError: no folder given, or unreadable credentials.
+    """
     if directory is None:
         value = os.environ.get(OPERATOR_ENV, "")
         if not value:
@@ -462,9 +466,18 @@ def operator_client(directory: Path | None) -> RegistryClient:
             load_certificates(directory / document["certificate"]),
             load_certificates(directory / document["trust_anchors"]),
         )
-        address = document["registry"]
     except (OSError, KeyError, TypeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path}: {error}") from None
+    return document, identity, path
+
+
+def operator_client(directory: Path | None) -> RegistryClient:
+    """The management client of the operator whose credentials are in ``directory`` (default:
+    ``$PINTU_OPERATOR``)."""
+    document, identity, path = operator_credentials(directory)
+    address = document.get("registry")
+    if not isinstance(address, str):
+        raise ConfigError(f"{path}: registry: missing")
     return RegistryClient(address, identity)
 
 

@@ -12,6 +12,9 @@
     pintu registry init|operator|rotate-signing-key|serve --dir DIR ...   run the registry
     pintu registry member|subsystem|server|service|group|import ... --operator DIR   change it
     pintu registry state|journal --operator DIR                           read it
+    pintu consent init|serve --dir DIR ...  run the consent service
+    pintu consent grant|list|get|pause|resume|revoke ... --operator DIR   citizens' consents
+    pintu consent verify RECEIPT --roots PEM [--signer MEMBER]   check a receipt offline
     pintu policy test [--dir DIR]           run the policies' test cases (default: Pintu's own)
     pintu policy decisions LOG [--instance ID]   a decision log as OPA decision-log events
     pintu policy bundle --dir DIR --key K --certificate C --out FILE   sign a policy bundle
@@ -35,6 +38,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from consent import ConsentError
 from gateway import SettingsError
 from pintu._errors import PintuError
 from pintu._federation import LocalFederation
@@ -118,6 +122,7 @@ def _parser() -> argparse.ArgumentParser:
         )
 
     _registry_parser(commands)
+    _consent_parser(commands)
     policy = commands.add_parser("policy", help="the exchange policies")
     policy_actions = policy.add_subparsers(dest="action", required=True, metavar="ACTION")
     policy_test = policy_actions.add_parser("test", help="run every *_test.rego's cases")
@@ -243,6 +248,127 @@ def _registry_parser(commands: Any) -> None:
         )
     for sub in (member, subsystem, server, service, group, imported):
         sub.add_argument("--reason", default="", help="why, for the journal")
+
+
+def _consent_parser(commands: Any) -> None:
+    consent = commands.add_parser("consent", help="citizens' consents and the consent service")
+    actions = consent.add_subparsers(dest="action", required=True, metavar="ACTION")
+    init = actions.add_parser("init", help="create a consent service: settings and keys")
+    init.add_argument("--dir", type=Path, required=True, help="the consent service's folder")
+    init.add_argument("--ca-dir", type=Path, required=True, help="the CA's folder")
+    init.add_argument(
+        "--passphrase-file", type=Path, help="the CA keys' passphrase ($PINTU_CA_PASSPHRASE)"
+    )
+    init.add_argument("--anchor", type=Path, required=True, help="the registry's anchor.json")
+    init.add_argument("--signer", required=True, help="member whose key signs receipts")
+    init.add_argument(
+        "--operator", action="append", default=[], help="an operator that may grant (repeatable)"
+    )
+    init.add_argument("--listen", default="127.0.0.1:7600", help="gRPC over mutual TLS")
+    init.add_argument("--address", help="the address as servers and operators reach it")
+    init.add_argument("--database", help="SQLAlchemy URL (default: SQLite in the folder)")
+    serve = actions.add_parser("serve", help="run the consent service")
+    serve.add_argument("--dir", type=Path, required=True)
+    serve.add_argument("--ready-file", type=Path, help="written once the service listens")
+    grant = actions.add_parser("grant", help="record a consent (for testing and support)")
+    grant.add_argument("--subject", required=True, help="the citizen, e.g. NIK:3174...")
+    grant.add_argument("--provider", required=True, help="member or subsystem of the data")
+    grant.add_argument("--consumer", required=True, help="the subsystem that may obtain it")
+    grant.add_argument("--service", action="append", default=[], help="a service id")
+    grant.add_argument("--category", action="append", default=[], help="a data category")
+    grant.add_argument("--purpose", required=True)
+    grant.add_argument("--text", required=True, help="the purpose in plain words")
+    grant.add_argument("--days", type=float, default=365.0, help="validity from now")
+    grant.add_argument("--request-id", default="", help="idempotency key")
+    listing = actions.add_parser("list", help="a citizen's consents")
+    listing.add_argument("subject")
+    get = actions.add_parser("get", help="one consent")
+    get.add_argument("id")
+    get.add_argument("--receipt", type=Path, help="write its signed receipt here")
+    changes = []
+    for verb in ("pause", "resume", "revoke"):
+        change = actions.add_parser(verb, help=f"{verb} a consent")
+        change.add_argument("id")
+        change.add_argument("--reason", default="")
+        change.add_argument("--request-id", default="", help="idempotency key")
+        changes.append(change)
+    for sub in (grant, listing, get, *changes):
+        sub.add_argument(
+            "--operator", type=Path, help="operator credentials folder ($PINTU_OPERATOR)"
+        )
+        sub.add_argument("--consent-service", help="host:port (default: the credentials')")
+    verify = actions.add_parser("verify", help="check a consent receipt offline")
+    verify.add_argument("receipt", type=Path)
+    verify.add_argument("--roots", type=Path, required=True, help="the federation's roots (PEM)")
+    verify.add_argument("--signer", help="the member that must have signed it")
+
+
+def _consent_command(options: argparse.Namespace) -> int:
+    from pintu import _consent
+
+    if options.action == "verify":
+        print(_consent.verify(options.receipt, options.roots, options.signer))
+        return 0
+    if options.action == "serve":
+        asyncio.run(_consent.serve(options.dir, options.ready_file))
+        return 0
+    if options.action == "init":
+        from pintu import _ca
+
+        with _ca.open_folder(options.ca_dir, options.passphrase_file) as ca:
+            ledger = ca.ledger()
+            try:
+                folder = _consent.init_consent(
+                    options.dir,
+                    ca.authority(ca.active, ledger),
+                    list(ca.trust_bundle().roots),
+                    listen=options.listen,
+                    anchor=options.anchor,
+                    signer=options.signer,
+                    operators=options.operator,
+                    address=options.address,
+                    database=options.database,
+                    actor=_ca.actor(),
+                )
+            finally:
+                ledger.close()
+        print(f"consent service created in {folder.path}")
+        return 0
+
+    async def run() -> None:
+        async with _consent.operator_client(options.operator, options.consent_service) as client:
+            if options.action == "grant":
+                detail = _consent.detail_from_options(
+                    subject=options.subject,
+                    provider=options.provider,
+                    consumer=options.consumer,
+                    services=options.service,
+                    categories=options.category,
+                    purpose=options.purpose,
+                    text=options.text,
+                    days=options.days,
+                )
+                granted, _ = await client.grant(detail, request_id=options.request_id)
+                print("\n".join(_consent.consent_lines(granted)))
+            elif options.action == "list":
+                for consent in await client.of_subject(options.subject):
+                    print("\n".join(_consent.consent_lines(consent)))
+            elif options.action == "get":
+                found, receipt = await client.get(options.id)
+                print("\n".join(_consent.consent_lines(found)))
+                if options.receipt is not None:
+                    options.receipt.write_text(receipt + "\n", encoding="utf-8")
+            else:
+                changed = await client.change(
+                    options.id,
+                    _consent.Change(options.action),
+                    reason=options.reason,
+                    request_id=options.request_id,
+                )
+                print("\n".join(_consent.consent_lines(changed)))
+
+    asyncio.run(run())
+    return 0
 
 
 def _policy_test(folder: Path | None) -> int:
@@ -482,11 +608,18 @@ def _demo() -> int:
     from demo import run_scenario
 
     with tempfile.TemporaryDirectory(prefix="pintu-demo-") as scratch:
-        print("Starting a local federation: a CA, four security servers, three agency backends...")
+        print(
+            "Starting a local federation: a CA, a registry, a consent service, four security"
+            " servers, three agency backends..."
+        )
         with LocalFederation(Path(scratch)) as federation:
             print(f"Federation up ({len(federation.document['gateways'])} security servers).\n")
             ok = asyncio.run(
-                run_scenario(federation.document, lambda line: print(line, flush=True))
+                run_scenario(
+                    federation.document,
+                    lambda line: print(line, flush=True),
+                    federation.consent_desk(),
+                )
             )
     print("\nDemo finished: every step did what it should." if ok else "\nDemo FAILED.")
     return 0 if ok else 1
@@ -529,7 +662,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``pintu`` command; returns the exit status."""
     options = _parser().parse_args(argv)
     quiet = options.command in ("up", "demo") or (
-        options.command in ("ca", "registry") and options.action != "serve"
+        options.command in ("ca", "registry", "consent") and options.action != "serve"
     )
     configure_logging(logging.WARNING if quiet else logging.INFO)
     try:
@@ -556,6 +689,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _ca_command(options)
         if options.command == "registry":
             return _registry_command(options)
+        if options.command == "consent":
+            return _consent_command(options)
         if options.command == "policy":
             if options.action == "decisions":
                 return _policy_decisions(options.log, options.instance)
@@ -573,7 +708,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The registry's own code (change_refused, operator_not_authorized, ...).
         print(f"pintu: error [{error.reason}]: {error.detail}", file=sys.stderr)
         return 2
-    except (PintuError, PkiError, PolicyError, RegistryError, SettingsError) as error:
+    except (
+        PintuError,
+        PkiError,
+        PolicyError,
+        RegistryError,
+        SettingsError,
+        ConsentError,
+    ) as error:
         print(f"pintu: error [{error.code}]: {error}", file=sys.stderr)
         return 2 if not isinstance(error, PintuError) or error.code != "federation_failed" else 1
     raise AssertionError(options.command)

@@ -15,6 +15,7 @@ Identities are URI SANs parsed by :mod:`proto`'s one identifier parser.
 
 from pki._authority import (
     AUTHENTICATION,
+    CONSENT_TLS_NAME,
     REASONS,
     REGISTRY_TLS_NAME,
     SIGNING,
@@ -105,6 +106,7 @@ from pki._status import DEFAULT_MAX_AGE, PeerStatus, RevokedSerials, StatusVerif
 __all__ = [
     "AUTHENTICATION",
     "CONFIGURATION_SIGNING",
+    "CONSENT_TLS_NAME",
     "DEFAULT_MAX_AGE",
     "DOCUMENT_SIGNING",
     "REASONS",

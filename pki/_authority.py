@@ -32,10 +32,19 @@ from pki._errors import (
 from pki._identity import certificate_identity
 from pki._keys import PrivateKey
 from pki._ledger import CaLedger, CertificateRecord
-from proto import IdentifierError, OperatorId, RegistryId, SecurityServerId, SubsystemId
+from proto import (
+    IdentifierError,
+    MemberId,
+    OperatorId,
+    RegistryId,
+    SecurityServerId,
+    SubsystemId,
+)
 
-# The TLS name the registry's certificate carries and its clients expect.
+# The TLS names the registry's and the consent service's certificates carry and their clients
+# expect.
 REGISTRY_TLS_NAME = "registry.pintu.invalid"
+CONSENT_TLS_NAME = "consent.pintu.invalid"
 AUTHENTICATION = "authentication"
 SIGNING = "signing"
 
@@ -404,6 +413,10 @@ class Authority:
                                    (``subject`` labels it)
         ``registry``               the registry's TLS certificate: ``names`` and the name
                                    ``registry.pintu.invalid`` its clients expect
+        ``consent``                the consent service's TLS certificate: ``names`` and
+                                   ``consent.pintu.invalid``
+        ``document-signing``       a member's document-signing certificate (consent receipts,
+                                   policy bundles); ``subject`` is the member
         ``listener``, ``client``   as :meth:`issue_agency_certificate`; ``subject`` is a server
                                    or a subsystem
 
@@ -437,6 +450,21 @@ class Authority:
                     now=now,
                     lifetime=lifetime,
                     reserved=(REGISTRY_TLS_NAME,),
+                )
+            elif profile == "consent":
+                identity = subject
+                certificate = self.issuing.issue_service_certificate(
+                    subject,
+                    names,
+                    key,
+                    now=now,
+                    lifetime=lifetime,
+                    reserved=(CONSENT_TLS_NAME,),
+                )
+            elif profile == "document-signing":
+                identity = str(MemberId.parse(subject))
+                certificate = self.issuing.issue_signing_certificate(
+                    MemberId.parse(subject), key, now=now, lifetime=lifetime
                 )
             elif profile == "listener":
                 return self.issue_agency_certificate(

@@ -20,6 +20,7 @@ ORIGIN_LABELS: Final[dict[int, str]] = {
     errors_pb2.ERROR_ORIGIN_PROVIDER_GATEWAY: "provider_gateway",
     errors_pb2.ERROR_ORIGIN_CERTIFICATE_AUTHORITY: "certificate_authority",
     errors_pb2.ERROR_ORIGIN_REGISTRY: "registry",
+    errors_pb2.ERROR_ORIGIN_CONSENT_SERVICE: "consent_service",
 }
 
 

@@ -16,11 +16,15 @@ from types import ModuleType
 
 import pytest
 
-PACKAGES = ["proto", "pki", "registry", "policy", "gateway"]
+PACKAGES = ["proto", "pki", "registry", "policy", "consent", "gateway"]
 
 # Public subpackages a package may expose besides ``__all__``: generated code only.
 # Subpackages that are not modules of the API: generated code, Alembic's migration scripts.
-PUBLIC_SUBPACKAGES: dict[str, set[str]] = {"proto": {"pintu"}, "registry": {"migrations"}}
+PUBLIC_SUBPACKAGES: dict[str, set[str]] = {
+    "proto": {"pintu"},
+    "registry": {"migrations"},
+    "consent": {"migrations"},
+}
 
 packages = pytest.mark.parametrize("name", PACKAGES)
 

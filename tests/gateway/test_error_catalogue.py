@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import consent
 import policy
+from consent._service import STATUSES as CONSENT_STATUSES
 from gateway import ErrorCode
 from pki._service import STATUSES
 from registry import (
@@ -73,6 +75,13 @@ def test_every_policy_code_is_documented() -> None:
         policy.PolicyTestsFailed.code,
         policy.PolicyBundleInvalid.code,
     }
+
+
+def test_every_consent_service_code_is_documented_with_its_status() -> None:
+    text = section("Consent service")
+    rows = {m.group(1): m.group(2) for m in ROW.finditer(text)}
+    assert rows == {error.code: status.name for error, status in CONSENT_STATUSES.items()}
+    assert f"| `{consent.ReceiptInvalid.code}` | — |" in text
 
 
 def test_gateway_and_ca_codes_never_share_a_name_but_internal_error() -> None:

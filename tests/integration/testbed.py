@@ -34,8 +34,10 @@ from cryptography.hazmat.primitives import serialization
 
 import pintu
 import pki
+from consent import ConsentClient, ConsentService, ConsentSettings
 from gateway import (
     AgencyListener,
+    ConsentReplicaSettings,
     GatewaySettings,
     Limits,
     LocalClient,
@@ -50,6 +52,7 @@ from proto.pintu.v1 import registry_pb2
 from registry import (
     Anchor,
     ConfigurationClient,
+    ConfigurationSource,
     GlobalConfiguration,
     Member,
     RegistryClient,
@@ -282,6 +285,35 @@ class ThrowawayPki:
             validity=validity,
         )
 
+    def consent_settings(self, database: str, source: ConfigurationSource) -> ConsentSettings:
+        """A consent service's settings: TLS and receipt-signing certificates from this CA, the
+        operator ``admin``, heartbeats every 0.2 s."""
+        tls_key, signing_key = pki.generate_key(), pki.generate_key()
+        tls = self.ca.issue_service_certificate(
+            "consent",
+            ["127.0.0.1"],
+            tls_key.public_key(),
+            now=self.now,
+            lifetime=dt.timedelta(days=1),
+            reserved=(pki.CONSENT_TLS_NAME,),
+        )
+        signer = self.ca.issue_signing_certificate(
+            Z, signing_key.public_key(), now=self.now, lifetime=dt.timedelta(days=1)
+        )
+        return ConsentSettings(
+            database=database,
+            listen=f"127.0.0.1:{free_port()}",
+            tls=pki.TlsIdentity(
+                pki.key_pem(tls_key), pki.certificate_pem(tls, self.ca.certificate), self.anchors
+            ),
+            signing_key=signing_key,  # type: ignore[arg-type]
+            signing_chain=(signer, self.ca.certificate),
+            registry=source,
+            operators=frozenset({OperatorId("admin")}),
+            heartbeat_seconds=0.2,
+            poll_seconds=0.1,
+        )
+
     def operator_identity(self, name: str = "admin") -> pki.TlsIdentity:
         key = pki.generate_key()
         certificate = self.ca.issue_operator_certificate(
@@ -302,7 +334,9 @@ class ThrowawayPki:
             ledger.close()
 
 
-def configuration(addresses: dict[SecurityServerId, str]) -> GlobalConfiguration:
+def configuration(
+    addresses: dict[SecurityServerId, str], *, consent_required: bool = False
+) -> GlobalConfiguration:
     return GlobalConfiguration.build(
         "DEMO",
         [
@@ -320,7 +354,8 @@ def configuration(addresses: dict[SecurityServerId, str]) -> GlobalConfiguration
                 personal_data=True,
                 data_categories=("identity",),
                 purposes=("testing",),
-                legal_basis="Test Act, art. 1",
+                legal_basis="" if consent_required else "Test Act, art. 1",
+                consent_required=consent_required,
                 descriptor_file=DESCRIPTOR_FILE,
             )
         ],
@@ -412,6 +447,13 @@ class TwoGateways:
     channels: list[grpc.aio.Channel] = field(default_factory=list)
     # Security servers and backends started by the helpers below; ``close`` stops them too.
     more_providers: list[ProviderServer] = field(default_factory=list)
+    # The consent service (build_testbed(consent=True)).
+    consent: ConsentService | None = None
+
+    def consent_client(self) -> ConsentClient:
+        """The consent service's operator ``admin``."""
+        assert self.consent is not None, "build_testbed(consent=True)"
+        return ConsentClient(f"127.0.0.1:{self.consent.port}", self.pki.operator_identity())
 
     def agency_channel(self) -> grpc.aio.Channel:
         """A plaintext channel to the consumer gateway's agency listener."""
@@ -524,6 +566,8 @@ class TwoGateways:
             await channel.close()
         await self.consumer.stop(0)
         await self.provider.stop(0)
+        if self.consent is not None:
+            await self.consent.stop(0)
         for extra in self.more_providers:
             await extra.gateway.stop(0)
             await extra.backend.stop(0)
@@ -577,12 +621,16 @@ async def build_testbed(
     registry_validity: dt.timedelta = dt.timedelta(hours=1),
     propagation: float = 1.2,  # two polls and a margin
     provider_policy: PolicySettings | None = None,
+    consent: bool = False,
+    consent_staleness: float = 1.0,
 ) -> TwoGateways:
     """Start a CA service, the probe backend and both gateways (enrolled with the CA).
 
     ``provider_authority="foreign"`` gives the provider gateway a certificate from the foreign CA.
     The provider decides with the built-in policies and :func:`probe_rights` unless
-    ``provider_policy`` says otherwise.
+    ``provider_policy`` says otherwise. With ``consent`` the probe service requires the
+    citizen's consent, a consent service runs (SQLite in the testbed's folder, following the
+    registry) and the provider keeps a replica of it (stale after ``consent_staleness`` s).
     """
     test_pki = ThrowawayPki(Path(tempfile.mkdtemp(prefix="pintu-testbed-")), policy)
     await test_pki.start()
@@ -599,8 +647,15 @@ async def build_testbed(
         C_SERVER: f"127.0.0.1:{free_port()}",
         **dict(extra_servers),
     }
-    conf = configuration(addresses)
+    conf = configuration(addresses, consent_required=consent)
     registry = await TestRegistry.start(test_pki, conf, registry_validity)
+    consent_service = None
+    if consent:
+        source = await registry.follower(test_pki.path / "consent", poll=0.5)
+        consent_service = ConsentService(
+            test_pki.consent_settings(f"sqlite:///{test_pki.path / 'consent.db'}", source)
+        )
+        await consent_service.start()
     timing = {"max_age": max_age, "refresh": refresh, "renew_at": renew_at}
     consumer_tls, consumer_pki = await test_pki.enroll(A_SERVER, **timing)
     await RegistryClient(registry.anchor.registry, consumer_tls).register_certificate()
@@ -643,12 +698,23 @@ async def build_testbed(
             limits=limits,
             policy=provider_policy or PolicySettings(rights=probe_rights()),
             metrics_address="127.0.0.1:0" if metrics else None,
+            consent=ConsentReplicaSettings(f"127.0.0.1:{consent_service.port}", consent_staleness)
+            if consent_service is not None
+            else None,
         )
     )
     await consumer.start()
     await provider.start()
     return TwoGateways(
-        test_pki, registry, conf, consumer, provider, record, backend, f"127.0.0.1:{backend_port}"
+        test_pki,
+        registry,
+        conf,
+        consumer,
+        provider,
+        record,
+        backend,
+        f"127.0.0.1:{backend_port}",
+        consent=consent_service,
     )
 
 

@@ -233,3 +233,50 @@ def test_watched_files_keep_their_symbolic_links(site: Site, document: dict[str,
     settings = pintu.load_gateway_settings(config).policy
     assert settings.rights_file == site.folder / "current" / "rights.json"
     assert settings.bundle_file == site.folder / "current" / "b.tar.gz"
+
+
+# -- [consent] ----------------------------------------------------------------------------------
+
+
+def test_the_consent_table_names_the_service_and_the_staleness_bound(
+    site: Site, document: dict[str, Any]
+) -> None:
+    assert pintu.load_gateway_settings(site.write(document)).consent is None
+    config = site.write(
+        {**document, "consent": {"service": "127.0.0.1:7600", "max_staleness_seconds": 2}}
+    )
+    consent = pintu.load_gateway_settings(config).consent
+    assert consent is not None
+    assert (consent.address, consent.max_staleness_seconds) == ("127.0.0.1:7600", 2.0)
+    defaulted = pintu.load_gateway_settings(
+        site.write({**document, "consent": {"service": "localhost:7600"}})
+    ).consent
+    assert defaulted is not None
+    assert defaulted.max_staleness_seconds == 5.0
+
+
+@pytest.mark.parametrize(
+    ("table", "setting", "why"),
+    [
+        ({"max_staleness_seconds": 5}, "consent.service", "required"),
+        ({"service": "nowhere"}, "consent.service", "host:port"),
+        (
+            {"service": "127.0.0.1:7600", "max_staleness_seconds": 0.5},
+            "consent.max_staleness_seconds",
+            "between 1 and 3600",
+        ),
+        (
+            {"service": "127.0.0.1:7600", "max_staleness_seconds": "5"},
+            "consent.max_staleness_seconds",
+            "expected float",
+        ),
+        ({"service": "127.0.0.1:7600", "watch": 1}, "consent.watch", "unknown setting"),
+    ],
+)
+def test_a_bad_consent_setting_is_refused_by_name(
+    site: Site, document: dict[str, Any], table: dict[str, Any], setting: str, why: str
+) -> None:
+    config = site.write({**document, "consent": table})
+    message = refused(config)
+    assert_names(message, config, setting)
+    assert why in message

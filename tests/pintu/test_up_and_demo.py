@@ -219,7 +219,8 @@ def test_up_stops_every_child_on_sigterm(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, "pintu up did not start"
             time.sleep(0.1)
         children = _pids(state)
-        assert len(children) == 9  # the CA, the registry, four security servers, three backends
+        # The CA, the registry, the consent service, four security servers, three backends.
+        assert len(children) == 10
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0
     finally:
@@ -277,3 +278,88 @@ def test_demo_runs_the_scenario_and_exits_zero() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "client_not_allowed" in result.stdout
     assert "PERMISSION_DENIED" in result.stdout
+    # The parent's consent first; a refusal without one; a refusal right after revocation.
+    assert "consents online" in result.stdout
+    assert result.stdout.count("consent_missing") == 2
+    assert "revokes her consent" in result.stdout
+
+
+def consent_command(
+    federation: dict[str, Any], *arguments: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        pintu("consent", *arguments, "--operator", federation["registry"]["operator"]),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_the_consent_service_of_up_grants_lists_revokes_and_receipts_verify(
+    federation: dict[str, Any], tmp_path: Path
+) -> None:
+    nhis, welfare = federation["agencies"]["nhis"], federation["agencies"]["welfare"]
+    subject = "NIK:3174059999990001"
+    granted = consent_command(
+        federation,
+        "grant",
+        "--subject",
+        subject,
+        "--provider",
+        nhis["subsystem"],
+        "--consumer",
+        welfare["subsystem"],
+        "--service",
+        f"{nhis['subsystem']}/{nhis['services'][0]}",
+        "--purpose",
+        "birth-support",
+        "--text",
+        "To decide on the birth-support application",
+        "--days",
+        "30",
+    )
+    assert granted.returncode == 0, granted.stderr
+    consent_id = granted.stdout.split()[0]
+    assert " active " in granted.stdout
+    listed = consent_command(federation, "list", subject)
+    assert consent_id in listed.stdout
+    receipt = tmp_path / "receipt.jws"
+    got = consent_command(federation, "get", consent_id, "--receipt", str(receipt))
+    assert got.returncode == 0, got.stderr
+    verified = subprocess.run(
+        pintu(
+            "consent",
+            "verify",
+            str(receipt),
+            "--roots",
+            federation["consent"]["roots"],
+            "--signer",
+            federation["consent"]["signer"],
+        ),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert verified.returncode == 0, verified.stderr
+    assert f"valid receipt of consent {consent_id}" in verified.stdout
+    text = receipt.read_text()
+    tampered = tmp_path / "tampered.jws"
+    middle = text.index(".") + 10
+    tampered.write_text(text[:middle] + ("A" if text[middle] != "A" else "B") + text[middle + 1 :])
+    refusal = subprocess.run(
+        pintu("consent", "verify", str(tampered), "--roots", federation["consent"]["roots"]),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert refusal.returncode == 2
+    assert "[consent_receipt_invalid]" in refusal.stderr
+    revoked = consent_command(federation, "revoke", consent_id, "--reason", "changed my mind")
+    assert revoked.returncode == 0, revoked.stderr
+    assert "changed my mind" in revoked.stdout
+    again = consent_command(federation, "revoke", consent_id)
+    assert again.returncode == 2
+    assert "[consent_already_revoked]" in again.stderr

@@ -10,31 +10,7 @@ from pathlib import Path
 import pytest
 
 from registry import RegistryStore
-from tests.postgres import PostgresCluster, PostgresMissing
 from tests.registry.support import INSTANCE, FakeDistribution, Federation, RunningRegistry
-
-
-@pytest.fixture(scope="session")
-def postgres_cluster() -> Iterator[PostgresCluster]:
-    """One throwaway PostgreSQL cluster for the session; tests take their own databases."""
-    missing: str | None = None
-    try:
-        cluster = PostgresCluster.start()
-    except PostgresMissing as error:
-        missing = str(error)
-    if missing is not None:
-        # Fail, never skip: without PostgreSQL the registry's HA backend goes untested.
-        pytest.fail(missing, pytrace=False)
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
-
-
-@pytest.fixture
-def postgres_url(postgres_cluster: PostgresCluster) -> str:
-    """A fresh, empty schema of the cluster's ``registry`` database (SQLAlchemy URL)."""
-    return postgres_cluster.create_schema()
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bproto/pintu/v1/errors.proto\x12\x08pintu.v1\"\x9c\x01\n\x0b\x45rrorDetail\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12%\n\x06origin\x18\x02 \x01(\x0e\x32\x15.pintu.v1.ErrorOrigin\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x12\n\nmessage_id\x18\x04 \x01(\t\x12\r\n\x05\x66ield\x18\x05 \x01(\t\x12\x0f\n\x07reasons\x18\x06 \x03(\t\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x07 \x01(\t*\xb4\x01\n\x0b\x45rrorOrigin\x12\x1c\n\x18\x45RROR_ORIGIN_UNSPECIFIED\x10\x00\x12!\n\x1d\x45RROR_ORIGIN_CONSUMER_GATEWAY\x10\x01\x12!\n\x1d\x45RROR_ORIGIN_PROVIDER_GATEWAY\x10\x02\x12&\n\"ERROR_ORIGIN_CERTIFICATE_AUTHORITY\x10\x03\x12\x19\n\x15\x45RROR_ORIGIN_REGISTRY\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bproto/pintu/v1/errors.proto\x12\x08pintu.v1\"\x9c\x01\n\x0b\x45rrorDetail\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12%\n\x06origin\x18\x02 \x01(\x0e\x32\x15.pintu.v1.ErrorOrigin\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x12\n\nmessage_id\x18\x04 \x01(\t\x12\r\n\x05\x66ield\x18\x05 \x01(\t\x12\x0f\n\x07reasons\x18\x06 \x03(\t\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x07 \x01(\t*\xd6\x01\n\x0b\x45rrorOrigin\x12\x1c\n\x18\x45RROR_ORIGIN_UNSPECIFIED\x10\x00\x12!\n\x1d\x45RROR_ORIGIN_CONSUMER_GATEWAY\x10\x01\x12!\n\x1d\x45RROR_ORIGIN_PROVIDER_GATEWAY\x10\x02\x12&\n\"ERROR_ORIGIN_CERTIFICATE_AUTHORITY\x10\x03\x12\x19\n\x15\x45RROR_ORIGIN_REGISTRY\x10\x04\x12 \n\x1c\x45RROR_ORIGIN_CONSENT_SERVICE\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,7 +32,7 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'proto.pintu.v1.errors_pb2',
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ERRORORIGIN']._serialized_start=201
-  _globals['_ERRORORIGIN']._serialized_end=381
+  _globals['_ERRORORIGIN']._serialized_end=415
   _globals['_ERRORDETAIL']._serialized_start=42
   _globals['_ERRORDETAIL']._serialized_end=198
 # @@protoc_insertion_point(module_scope)

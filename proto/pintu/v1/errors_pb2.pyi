@@ -41,6 +41,8 @@ class _ErrorOriginEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorOrig
     """The federation's certificate authority (its CA service)."""
     ERROR_ORIGIN_REGISTRY: _ErrorOrigin.ValueType  # 4
     """The federation's registry (its management service)."""
+    ERROR_ORIGIN_CONSENT_SERVICE: _ErrorOrigin.ValueType  # 5
+    """The federation's consent service."""
 
 class ErrorOrigin(_ErrorOrigin, metaclass=_ErrorOriginEnumTypeWrapper):
     """Which component refused the exchange."""
@@ -54,6 +56,8 @@ ERROR_ORIGIN_CERTIFICATE_AUTHORITY: ErrorOrigin.ValueType  # 3
 """The federation's certificate authority (its CA service)."""
 ERROR_ORIGIN_REGISTRY: ErrorOrigin.ValueType  # 4
 """The federation's registry (its management service)."""
+ERROR_ORIGIN_CONSENT_SERVICE: ErrorOrigin.ValueType  # 5
+"""The federation's consent service."""
 Global___ErrorOrigin: _TypeAlias = ErrorOrigin  # noqa: Y015
 
 @_typing.final
