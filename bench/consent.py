@@ -297,7 +297,7 @@ async def _propagation(site: _Site, settings: ConsentBenchSettings, figures: Fig
             for consent in granted:
                 subject = consent.detail.subject
                 started = time.monotonic()
-                await client.change(consent.id, Change.REVOKE)
+                await client.change(consent.id, Change.REVOKE, subject=subject)
                 while any(
                     f.replica.state(subject, CONSUMER, SERVICE, PURPOSE, now)[0] != "revoked"
                     for f in followers

@@ -90,12 +90,12 @@ class ConsentClient:
         consent_id: str,
         change: Change,
         *,
-        subject: str = "",
+        subject: str,
         request_id: str = "",
         actor: str = "",
         reason: str = "",
     ) -> Consent:
-        """Pause, resume or revoke ``consent_id``."""
+        """Pause, resume or revoke ``consent_id``, a consent of ``subject``."""
         method = {Change.PAUSE: "Pause", Change.RESUME: "Resume", Change.REVOKE: "Revoke"}
         answer = await self._call(
             method[change],
@@ -110,8 +110,8 @@ class ConsentClient:
         )
         return consent_from_proto(answer)
 
-    async def get(self, consent_id: str, *, subject: str = "") -> tuple[Consent, str]:
-        """The consent ``consent_id`` and its receipt."""
+    async def get(self, consent_id: str, *, subject: str) -> tuple[Consent, str]:
+        """The consent ``consent_id`` of ``subject`` and its receipt."""
         answer = await self._call(
             "Get",
             consent_pb2.GetConsentRequest(consent_id=consent_id, subject=subject),

@@ -304,6 +304,11 @@ def check_actor(actor: str) -> str:
     return _plain_text("actor", actor, MAX_ACTOR)
 
 
+def check_reason(reason: str) -> str:
+    """A reason for a change as the history keeps it (ConsentInvalid: long, control chars)."""
+    return _plain_text("reason", reason, MAX_PURPOSE_TEXT)
+
+
 # Which consent decides when several match: the most permissive state wins (an active consent
 # beside a revoked older one allows; a paused one beside a revoked one is reported as paused).
 _RANK = {"active": 4, "paused": 3, "expired": 2, "revoked": 1, "none": 0}

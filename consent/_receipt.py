@@ -30,6 +30,8 @@ from proto import PartyId
 
 RECEIPT_TYPE = "pintu.consent.receipt"
 MAX_RECEIPT = 64 * 1024
+# How far in the future a receipt's issue time may lie (clocks differ a little).
+CLOCK_SKEW = dt.timedelta(minutes=5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,14 +68,20 @@ def sign_receipt(
 
 
 def verify_receipt(
-    token: str, roots: Iterable[x509.Certificate], *, signer: PartyId | None = None
+    token: str,
+    roots: Iterable[x509.Certificate],
+    *,
+    signer: PartyId | None = None,
+    now: dt.datetime | None = None,
 ) -> Receipt:
     """The receipt in ``token``, verified against the federation's ``roots``; with ``signer``,
-    it must also have been signed by that party.
+    it must also have been signed by that party (without, any member's signing certificate
+    passes: check :attr:`Receipt.signer`).
 
     Raises:
         ReceiptInvalid: malformed, altered, not signed by a signing certificate of the
-            federation valid when it was issued, or signed by another party.
+            federation valid when it was issued, issued in the future (more than
+            :data:`CLOCK_SKEW` after ``now``), or signed by another party.
     """
     token = token.strip()
     if len(token) > MAX_RECEIPT:
@@ -86,6 +94,8 @@ def verify_receipt(
             raise ValueError("issued_at has no time zone")
     except (IndexError, KeyError, TypeError, ValueError, RecursionError) as error:
         raise ReceiptInvalid(f"not a consent receipt: {type(error).__name__}") from None
+    if issued_at > (now or dt.datetime.now(dt.UTC)) + CLOCK_SKEW:
+        raise ReceiptInvalid(f"the receipt claims to be issued in the future ({claimed})")
     try:
         verified = verify_jws(token, roots, now=issued_at, what="the receipt")
     except JwsInvalid as error:

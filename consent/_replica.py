@@ -39,6 +39,7 @@ class ConsentReplica:
         self._by_pair: dict[tuple[str, SubsystemId], dict[str, Consent]] = {}
         self._pair_of: dict[str, tuple[str, SubsystemId]] = {}
         self.position = 0
+        self.fingerprint = ""
         self.heard_at = float("-inf")
         self.applied = 0
 
@@ -50,19 +51,26 @@ class ConsentReplica:
         return self._clock() - self.heard_at
 
     def apply(self, changes: consent_pb2.ConsentChanges) -> None:
-        """Apply one message of the watch stream (a heartbeat only refreshes the age).
+        """Apply one message of the watch stream. Only a message sent when nothing more was
+        pending (``caught_up``: a heartbeat, or the last batch of a catch-up) makes the
+        replica fresh.
 
         Raises:
             ConsentInvalid: a malformed consent (nothing of the message is applied).
         """
-        consents = [consent_from_proto(message) for message in changes.consents]
+        try:
+            consents = [consent_from_proto(message) for message in changes.consents]
+        except (ValueError, OverflowError) as error:  # e.g. a timestamp out of range
+            raise ConsentInvalid(f"a consent the replica cannot read: {error}") from None
         if changes.reset:
             self._by_pair.clear()
             self._pair_of.clear()
         for consent in consents:
             self._put(consent)
         self.position = changes.position
-        self.heard_at = self._clock()
+        self.fingerprint = changes.fingerprint
+        if changes.caught_up:
+            self.heard_at = self._clock()
         self.applied += len(consents)
 
     def load(self, consents: Iterable[Consent]) -> None:
@@ -120,43 +128,54 @@ class ReplicaFollower:
     async def _follow(self) -> None:
         failures = 0
         while True:
-            identity = self._identity()
-            credentials = grpc.ssl_channel_credentials(
-                root_certificates=identity.trust_anchors,
-                private_key=identity.private_key,
-                certificate_chain=identity.certificate_chain,
-            )
-            async with grpc.aio.secure_channel(
-                self._address,
-                credentials,
-                options=[("grpc.ssl_target_name_override", CONSENT_TLS_NAME)],
-            ) as channel:
-                watch = channel.unary_stream(
-                    "/pintu.v1.Consents/Watch",
-                    request_serializer=consent_pb2.WatchConsentsRequest.SerializeToString,
-                    response_deserializer=consent_pb2.ConsentChanges.FromString,
+            try:
+                await self._watch_once()
+                LOGGER.warning("the consent service ended the watch; reconnecting")
+            except grpc.aio.AioRpcError as error:
+                LOGGER.warning(
+                    "consent watch failed: %s: %s; reconnecting",
+                    error.code().name,
+                    error.details(),
+                    extra={
+                        "pintu_event": {
+                            "event": "consent_watch_failed",
+                            "status": error.code().name,
+                            "replica_age_seconds": round(self.replica.age(), 3),
+                        }
+                    },
                 )
-                try:
-                    call = watch(consent_pb2.WatchConsentsRequest(after=self.replica.position))
-                    self.connections += 1
-                    async for changes in call:
-                        self.replica.apply(changes)
-                        failures = 0
-                    LOGGER.warning("the consent service ended the watch; reconnecting")
-                except grpc.aio.AioRpcError as error:
-                    LOGGER.warning(
-                        "consent watch failed: %s: %s; reconnecting",
-                        error.code().name,
-                        error.details(),
-                        extra={
-                            "pintu_event": {
-                                "event": "consent_watch_failed",
-                                "status": error.code().name,
-                                "replica_age_seconds": round(self.replica.age(), 3),
-                            }
-                        },
-                    )
-                except ConsentInvalid as error:
-                    LOGGER.error("the consent service sent a malformed consent: %s", error)
+            except ConsentInvalid as error:
+                LOGGER.error("the consent service sent a malformed consent: %s", error)
+            except Exception:  # the follower must outlive anything; the replica ages meanwhile
+                LOGGER.exception("following the consent service failed; reconnecting")
+            if self.replica.age() < 1.0:
+                failures = 0  # it was serving a moment ago: reconnect at once
             await asyncio.sleep(_BACKOFF[min(failures, len(_BACKOFF) - 1)])
             failures += 1
+
+    async def _watch_once(self) -> None:
+        """One watch, until the service ends it or fails."""
+        identity = self._identity()
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=identity.trust_anchors,
+            private_key=identity.private_key,
+            certificate_chain=identity.certificate_chain,
+        )
+        async with grpc.aio.secure_channel(
+            self._address,
+            credentials,
+            options=[("grpc.ssl_target_name_override", CONSENT_TLS_NAME)],
+        ) as channel:
+            watch = channel.unary_stream(
+                "/pintu.v1.Consents/Watch",
+                request_serializer=consent_pb2.WatchConsentsRequest.SerializeToString,
+                response_deserializer=consent_pb2.ConsentChanges.FromString,
+            )
+            call = watch(
+                consent_pb2.WatchConsentsRequest(
+                    after=self.replica.position, fingerprint=self.replica.fingerprint
+                )
+            )
+            self.connections += 1
+            async for changes in call:
+                self.replica.apply(changes)

@@ -13,8 +13,10 @@ purpose. Every consent gets a receipt signed with the service's document-signing
 
 ``Watch`` sends the consents of the caller's member changed after the position it names, then
 every change as it is committed, and a heartbeat at least every ``heartbeat_seconds``: a replica
-that hears nothing for longer knows it may be stale. A position ahead of the service's (a
-restored database) makes the service send everything again with ``reset``. Several processes
+that hears nothing for longer knows it may be stale. Each message carries the fingerprint of the
+change at its position and whether the watcher is caught up. A position ahead of the service's,
+or whose fingerprint differs from the service's history there (a restored database), makes the
+service send everything again with ``reset``. Several processes
 may share one PostgreSQL database: each polls it every ``poll_seconds``.
 
 Refusals become gRPC statuses in one table, with the ``consent_*`` code in the trailers.
@@ -241,8 +243,22 @@ class ConsentService:
         return identity
 
     @staticmethod
-    def _actor(operator: OperatorId, named: str) -> str:
+    def _actor(operator: OperatorId, named: str, subject: str) -> str:
+        """The history's actor: the operator, and whom it acts for. An operator acting for a
+        citizen acts for the consent's own citizen only."""
+        if named.startswith("citizen ") and named != f"citizen {subject}":
+            raise CallerNotAllowed(f"{named} may not act on another citizen's consent")
         return check_actor(f"operator {operator.name}" + (f" for {named}" if named else ""))
+
+    @staticmethod
+    def _subject(given: str) -> str:
+        """The citizen a change or read is confined to: always named."""
+        if not given:
+            raise ConsentInvalid("subject: required (the citizen whose consent this is)")
+        try:
+            return parse_subject(given)
+        except IdentifierError as error:
+            raise ConsentInvalid(str(error)) from None
 
     # -- gRPC ---------------------------------------------------------------------------------
 
@@ -296,7 +312,7 @@ class ConsentService:
             except ConsentError as error:
                 refuse(error, context)
                 return
-            async for message in self._watch(server, request.after):
+            async for message in self._watch(server, request.after, request.fingerprint):
                 yield bytes(message.SerializeToString())
 
         return grpc.method_handlers_generic_handler(
@@ -330,7 +346,7 @@ class ConsentService:
         granted = await asyncio.to_thread(
             self.store.grant,
             detail,
-            actor=self._actor(operator, request.actor),
+            actor=self._actor(operator, request.actor, detail.subject),
             now=now,
             sign=self._sign,
             request_id=request.request_id or None,
@@ -352,15 +368,16 @@ class ConsentService:
             context: grpc.aio.ServicerContext[Any, Any],
         ) -> consent_pb2.Consent:
             operator = self._operator(context)
+            subject = self._subject(request.subject)
             changed = await asyncio.to_thread(
                 self.store.change,
                 request.consent_id,
                 change,
-                actor=self._actor(operator, request.actor),
+                actor=self._actor(operator, request.actor, subject),
                 now=self._clock(),
                 reason=request.reason,
                 request_id=request.request_id or None,
-                subject=request.subject or None,
+                subject=subject,
             )
             await self._moved(changed.position)
             LOGGER.info(
@@ -384,7 +401,7 @@ class ConsentService:
         self, request: consent_pb2.GetConsentRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> consent_pb2.Consent:
         self._operator(context)
-        subject = request.subject or None
+        subject = self._subject(request.subject)
         found = await asyncio.to_thread(self.store.get, request.consent_id, subject)
         receipt = await asyncio.to_thread(self.store.receipt, request.consent_id, subject)
         return consent_to_proto(found, receipt)
@@ -421,33 +438,40 @@ class ConsentService:
         return consent_pb2.CheckConsentResponse(state=state, consent_id=consent_id)
 
     async def _watch(
-        self, server: SecurityServerId, after: int
+        self, server: SecurityServerId, after: int, fingerprint: str
     ) -> AsyncIterator[consent_pb2.ConsentChanges]:
         member = [str(server.owner)]
-        position = after
-        reset = False
-        current = await asyncio.to_thread(self.store.position)
+        store = self.store
+        position, reset = after, False
+        current = await asyncio.to_thread(store.position)
         if position < 0 or position > current:
-            position, reset = 0, True
+            position, reset = 0, True  # the watcher is ahead of this history
+        elif position > 0 and fingerprint != await asyncio.to_thread(store.fingerprint, position):
+            position, reset = 0, True  # the watcher followed another history (a restore)
+        sent = (-1, "")
         while True:
             seen = self._position
             try:
-                changed = await asyncio.to_thread(
-                    self.store.changed_after, position, member, WATCH_BATCH
+                changed, reached = await asyncio.to_thread(
+                    store.changed_after, position, member, WATCH_BATCH
                 )
+                if reached != sent[0]:
+                    sent = (reached, await asyncio.to_thread(store.fingerprint, reached))
             except ConsentUnavailable:
                 LOGGER.exception("the consent database cannot be read for a watcher")
                 return  # the watcher reconnects; its replica ages meanwhile
-            if changed:
-                position = changed[-1].position
+            position = reached
+            caught_up = len(changed) < WATCH_BATCH
             yield consent_pb2.ConsentChanges(
                 reset=reset,
                 consents=[consent_to_proto(c) for c in changed],
                 position=position,
                 sent_at=timestamp(self._clock()),
+                fingerprint=sent[1],
+                caught_up=caught_up,
             )
             reset = False
-            if len(changed) == WATCH_BATCH:
+            if not caught_up:
                 continue
             async with self._changed:
                 if self._position == seen:

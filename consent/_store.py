@@ -12,6 +12,7 @@ by Alembic (own version table) when the store opens.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import uuid
 from collections.abc import Callable, Iterable
@@ -30,6 +31,7 @@ from consent._model import (
     ConsentStatus,
     StatusChange,
     check_actor,
+    check_reason,
     next_status,
 )
 
@@ -213,6 +215,8 @@ class ConsentStore:
         """
         actor = check_actor(actor)
         request_id = _request_id(request_id)
+        if reason:
+            reason = check_reason(reason)
         now = now.astimezone(dt.UTC)
         status = _STATUS_OF[change]
         for _attempt in range(2):
@@ -358,20 +362,48 @@ class ConsentStore:
 
     def changed_after(
         self, position: int, providers: Iterable[str] | None = None, limit: int = 1000
-    ) -> list[Consent]:
+    ) -> tuple[list[Consent], int]:
         """The consents whose latest change comes after ``position``, in position order (each
-        once, as it is now), of the provider members ``providers`` (None: all)."""
-        query = select(t.consents.c.id).where(t.consents.c.position > position)
+        once, as it is now), of the provider members ``providers`` (None: all); and the position
+        a watcher has reached once it holds them.
+
+        That position comes from the same query as the ids: a consent changed again while it
+        is loaded arrives in its newer state, and the changes committed meanwhile at positions
+        in between are still after the position returned, so the next call finds them.
+        """
+        query = select(t.consents.c.id, t.consents.c.position).where(
+            t.consents.c.position > position
+        )
         if providers is not None:
             query = query.where(t.consents.c.provider_member.in_(list(providers)))
         try:
             with self._engine.connect() as connection:
-                ids = connection.execute(
-                    query.order_by(t.consents.c.position).limit(limit)
-                ).scalars()
-                return self._load_many(connection, list(ids))
+                rows = connection.execute(query.order_by(t.consents.c.position).limit(limit)).all()
+                reached = int(rows[-1].position) if rows else position
+                return self._load_many(connection, [row.id for row in rows]), reached
         except SQLAlchemyError as error:
             raise ConsentUnavailable(f"consent database: {error}") from error
+
+    def fingerprint(self, position: int) -> str:
+        """What identifies the change at ``position`` in this store's history ("" for 0 or a
+        position it does not have): its consent, status and time, hashed."""
+        if position <= 0:
+            return ""
+        try:
+            with self._engine.connect() as connection:
+                row = connection.execute(
+                    select(t.events.c.consent_id, t.events.c.status, t.events.c.at).where(
+                        t.events.c.position == position
+                    )
+                ).first()
+        except SQLAlchemyError as error:
+            raise ConsentUnavailable(f"consent database: {error}") from error
+        if row is None:
+            return ""
+        at = _aware(row.at).astimezone(dt.UTC).isoformat()
+        return hashlib.sha256(
+            f"{position}|{row.consent_id}|{row.status}|{at}".encode()
+        ).hexdigest()[:32]
 
     def _load(self, connection: Connection, consent_id: str, subject: str | None = None) -> Consent:
         found = self._load_many(connection, [consent_id])

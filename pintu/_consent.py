@@ -357,12 +357,12 @@ def consent_lines(consent: Consent, now: dt.datetime | None = None) -> list[str]
     return lines
 
 
-def verify(receipt_file: Path, roots_file: Path, signer: str | None) -> str:
+def verify(receipt_file: Path, roots_file: Path, signer: str) -> str:
     """Check a receipt offline; what it says (ConsentError: invalid)."""
     try:
         token = receipt_file.read_text(encoding="utf-8")
         roots = load_certificates(roots_file)
-        expected = MemberId.parse(signer) if signer else None
+        expected = MemberId.parse(signer)
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"{error}") from None
     except IdentifierError as error:

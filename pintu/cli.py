@@ -14,7 +14,7 @@
     pintu registry state|journal --operator DIR                           read it
     pintu consent init|serve --dir DIR ...  run the consent service
     pintu consent grant|list|get|pause|resume|revoke ... --operator DIR   citizens' consents
-    pintu consent verify RECEIPT --roots PEM [--signer MEMBER]   check a receipt offline
+    pintu consent verify RECEIPT --roots PEM --signer MEMBER   check a receipt offline
     pintu policy test [--dir DIR]           run the policies' test cases (default: Pintu's own)
     pintu policy decisions LOG [--instance ID]   a decision log as OPA decision-log events
     pintu policy bundle --dir DIR --key K --certificate C --out FILE   sign a policy bundle
@@ -284,11 +284,13 @@ def _consent_parser(commands: Any) -> None:
     listing.add_argument("subject")
     get = actions.add_parser("get", help="one consent")
     get.add_argument("id")
+    get.add_argument("--subject", required=True, help="the citizen whose consent it is")
     get.add_argument("--receipt", type=Path, help="write its signed receipt here")
     changes = []
     for verb in ("pause", "resume", "revoke"):
         change = actions.add_parser(verb, help=f"{verb} a consent")
         change.add_argument("id")
+        change.add_argument("--subject", required=True, help="the citizen whose consent it is")
         change.add_argument("--reason", default="")
         change.add_argument("--request-id", default="", help="idempotency key")
         changes.append(change)
@@ -300,7 +302,9 @@ def _consent_parser(commands: Any) -> None:
     verify = actions.add_parser("verify", help="check a consent receipt offline")
     verify.add_argument("receipt", type=Path)
     verify.add_argument("--roots", type=Path, required=True, help="the federation's roots (PEM)")
-    verify.add_argument("--signer", help="the member that must have signed it")
+    verify.add_argument(
+        "--signer", required=True, help="the member that must have signed it (the service's)"
+    )
 
 
 def _consent_command(options: argparse.Namespace) -> int:
@@ -354,7 +358,7 @@ def _consent_command(options: argparse.Namespace) -> int:
                 for consent in await client.of_subject(options.subject):
                     print("\n".join(_consent.consent_lines(consent)))
             elif options.action == "get":
-                found, receipt = await client.get(options.id)
+                found, receipt = await client.get(options.id, subject=options.subject)
                 print("\n".join(_consent.consent_lines(found)))
                 if options.receipt is not None:
                     options.receipt.write_text(receipt + "\n", encoding="utf-8")
@@ -362,6 +366,7 @@ def _consent_command(options: argparse.Namespace) -> int:
                 changed = await client.change(
                     options.id,
                     _consent.Change(options.action),
+                    subject=options.subject,
                     reason=options.reason,
                     request_id=options.request_id,
                 )

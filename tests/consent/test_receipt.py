@@ -332,3 +332,11 @@ def test_a_receipt_claiming_a_time_outside_its_certificates_validity_is_refused(
     certificate = old.chain[0]
     assert not certificate.not_valid_before_utc <= issued_at <= certificate.not_valid_after_utc
     assert "not valid" in invalid(receipt(old, at=issued_at), federation)
+
+
+def test_a_receipt_issued_in_the_future_is_refused(federation: Federation) -> None:
+    signer = federation.signer()
+    token = receipt(signer, at=NOW + dt.timedelta(hours=1))
+    with pytest.raises(ReceiptInvalid, match="in the future"):
+        verify_receipt(token, federation.roots, now=NOW)
+    assert verify_receipt(token, federation.roots, now=NOW + dt.timedelta(hours=1)).consent_id

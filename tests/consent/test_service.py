@@ -94,8 +94,8 @@ async def test_a_grant_is_recorded_with_a_receipt_anyone_can_verify(site: Consen
 async def test_grant_pause_resume_revoke_and_read(site: ConsentSite) -> None:
     async with site.client() as client:
         consent, _ = await client.grant(detail())
-        paused = await client.change(consent.id, Change.PAUSE, reason="on holiday")
-        resumed = await client.change(consent.id, Change.RESUME)
+        paused = await client.change(consent.id, Change.PAUSE, subject=CITIZEN, reason="on holiday")
+        resumed = await client.change(consent.id, Change.RESUME, subject=CITIZEN)
         revoked = await client.change(consent.id, Change.REVOKE, subject=CITIZEN)
         assert [c.status for c in revoked.history] == [
             ConsentStatus.ACTIVE,
@@ -105,7 +105,7 @@ async def test_grant_pause_resume_revoke_and_read(site: ConsentSite) -> None:
         ]
         assert paused.position < resumed.position < revoked.position
         with pytest.raises(AlreadyRevoked) as again:
-            await client.change(consent.id, Change.REVOKE)
+            await client.change(consent.id, Change.REVOKE, subject=CITIZEN)
         assert again.value.code == "consent_already_revoked"
         listed = await client.of_subject(CITIZEN)
         assert [c.id for c in listed] == [consent.id]
@@ -122,7 +122,7 @@ async def test_another_subjects_consent_cannot_be_read_or_changed(site: ConsentS
             await client.get(consent.id, subject=OTHER_CITIZEN)
         with pytest.raises(ConsentNotFound):
             await client.change(consent.id, Change.REVOKE, subject=OTHER_CITIZEN)
-        assert (await client.get(consent.id))[0].recorded is ConsentStatus.ACTIVE
+        assert (await client.get(consent.id, subject=CITIZEN))[0].recorded is ConsentStatus.ACTIVE
 
 
 async def test_a_retried_grant_creates_no_duplicate(site: ConsentSite) -> None:
@@ -238,7 +238,7 @@ async def test_a_replica_holds_its_members_consents_and_follows_every_change(
             "active",
             mine.id,
         )
-        await client.change(mine.id, Change.PAUSE)
+        await client.change(mine.id, Change.PAUSE, subject=CITIZEN)
         await until(
             lambda: (
                 replica.state(CITIZEN, BIRTH, civil_service(), "birth-support", NOW)[0] == "paused"
@@ -312,7 +312,7 @@ async def test_revocation_reaches_every_replica_within_a_second(site: ConsentSit
         delays = []
         for consent in consents:
             started = time.monotonic()
-            await client.change(consent.id, Change.REVOKE)
+            await client.change(consent.id, Change.REVOKE, subject=consent.detail.subject)
             subject = consent.detail.subject
             await until(
                 lambda s=subject: all(
@@ -349,7 +349,7 @@ async def test_the_service_on_postgresql_grants_and_feeds_replicas(
             consent, receipt = await client.grant(detail(), request_id="pg-1")
             assert (await client.grant(detail(), request_id="pg-1"))[0].id == consent.id
             await until(lambda: len(follower.replica) == 1)
-            await client.change(consent.id, Change.REVOKE)
+            await client.change(consent.id, Change.REVOKE, subject=CITIZEN)
         await until(
             lambda: (
                 follower.replica.state(CITIZEN, BIRTH, civil_service(), "birth-support", NOW)[0]
@@ -387,3 +387,48 @@ async def test_a_watch_cut_in_the_middle_of_the_stream_resumes_without_a_gap(
     await until(lambda: len(follower.replica) == 2000, seconds=20)
     assert follower.replica.position == restarted.store.position() == 2000
     assert follower.connections >= 2
+
+
+async def test_a_replica_that_followed_another_history_starts_over(site: ConsentSite) -> None:
+    async with site.client() as client:
+        await client.grant(detail())
+        await client.grant(detail(subject=OTHER_CITIZEN))
+    replica = ConsentReplica()
+    replica.position, replica.fingerprint = 1, "from a database since restored"
+    identity = site.server()
+    follower = ReplicaFollower(replica, site.address, lambda: identity)
+    follower.start()
+    site.followers.append(follower)
+    await until(lambda: len(replica) == 2)
+    assert site.service is not None
+    assert replica.fingerprint == site.service.store.fingerprint(replica.position)
+
+
+def test_only_a_caught_up_message_makes_a_replica_fresh() -> None:
+    clock = [100.0]
+    replica = ConsentReplica(clock=lambda: clock[0])
+    assert replica.age() == float("inf")
+    replica.apply(consent_pb2.ConsentChanges(position=500, caught_up=False))
+    assert replica.age() == float("inf")  # more was pending: not up to date yet
+    replica.apply(consent_pb2.ConsentChanges(position=700, caught_up=True))
+    clock[0] = 100.5
+    assert replica.age() == 0.5
+    assert replica.position == 700
+
+
+async def test_an_operator_acts_for_the_consents_own_citizen_only(site: ConsentSite) -> None:
+    async with site.client() as client:
+        consent, _ = await client.grant(detail(), actor=f"citizen {CITIZEN}")
+        with pytest.raises(CallerNotAllowed):
+            await client.change(
+                consent.id, Change.REVOKE, subject=CITIZEN, actor=f"citizen {OTHER_CITIZEN}"
+            )
+        with pytest.raises(CallerNotAllowed):
+            await client.grant(detail(subject=CITIZEN), actor=f"citizen {OTHER_CITIZEN}")
+        with pytest.raises(ConsentInvalid, match="subject: required"):
+            await client.change(consent.id, Change.REVOKE, subject="")
+        with pytest.raises(ConsentInvalid, match="subject: required"):
+            await client.get(consent.id, subject="")
+        with pytest.raises(ConsentInvalid, match="reason"):
+            await client.change(consent.id, Change.PAUSE, subject=CITIZEN, reason="\x1b[2J")
+        assert (await client.get(consent.id, subject=CITIZEN))[0].recorded is ConsentStatus.ACTIVE

@@ -11,6 +11,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -367,6 +368,11 @@ def test_of_subject_lists_that_subjects_consents_oldest_first(
 # --- the change stream ---------------------------------------------------------------------------
 
 
+def changed(store: ConsentStore, *arguments: Any, **options: Any) -> list[Consent]:
+    """The consents of ``ConsentStore.changed_after`` (without the position reached)."""
+    return store.changed_after(*arguments, **options)[0]
+
+
 def test_changed_after_returns_each_consent_once_in_position_order_by_provider(
     store: ConsentStore, grant: Callable[..., Consent]
 ) -> None:
@@ -377,26 +383,26 @@ def test_changed_after_returns_each_consent_once_in_position_order_by_provider(
     store.change(persons.id, Change.RESUME, actor="citizen", now=NOW)  # 5
     popreg, tax = str(POPREG), str(TAX)
 
-    everything = store.changed_after(0)
+    everything = changed(store, 0)
     assert ids(everything) == [income.id, records.id, persons.id]
     assert [c.position for c in everything] == [2, 3, 5]
     assert statuses(everything[2]) == [ACTIVE, PAUSED, ACTIVE]  # as it is now
 
-    assert ids(store.changed_after(0, providers=[popreg])) == [records.id, persons.id]
-    assert ids(store.changed_after(0, providers=[tax])) == [income.id]
-    assert ids(store.changed_after(2, providers=[popreg])) == [records.id, persons.id]
-    assert ids(store.changed_after(3, providers=[popreg])) == [persons.id]
-    assert store.changed_after(5, providers=[popreg]) == []
-    assert store.changed_after(5) == []
-    assert store.changed_after(0, providers=[]) == []
-    assert store.changed_after(0, providers=["DEMO/GOV/NOBODY"]) == []
+    assert ids(changed(store, 0, providers=[popreg])) == [records.id, persons.id]
+    assert ids(changed(store, 0, providers=[tax])) == [income.id]
+    assert ids(changed(store, 2, providers=[popreg])) == [records.id, persons.id]
+    assert ids(changed(store, 3, providers=[popreg])) == [persons.id]
+    assert changed(store, 5, providers=[popreg]) == []
+    assert changed(store, 5) == []
+    assert changed(store, 0, providers=[]) == []
+    assert changed(store, 0, providers=["DEMO/GOV/NOBODY"]) == []
 
-    assert ids(store.changed_after(0, providers=[popreg], limit=1)) == [records.id]
-    assert ids(store.changed_after(0, providers=[popreg, tax], limit=2)) == [
+    assert ids(changed(store, 0, providers=[popreg], limit=1)) == [records.id]
+    assert ids(changed(store, 0, providers=[popreg, tax], limit=2)) == [
         income.id,
         records.id,
     ]
-    assert ids(store.changed_after(0, limit=3)) == ids(everything)
+    assert ids(changed(store, 0, limit=3)) == ids(everything)
 
 
 def test_a_replica_following_the_stream_sees_every_change(
@@ -407,11 +413,16 @@ def test_a_replica_following_the_stream_sees_every_change(
 
     def follow() -> None:
         nonlocal position
-        while batch := store.changed_after(position, providers=[str(POPREG)], limit=2):
+        while True:
+            batch, reached = store.changed_after(position, providers=[str(POPREG)], limit=2)
+            if not batch:
+                assert reached == position
+                return
             for consent in batch:
                 assert consent.position > position
-                position = consent.position
                 seen[consent.id] = consent
+            assert reached == batch[-1].position
+            position = reached
 
     first = grant()
     follow()
@@ -466,7 +477,7 @@ def test_expire_due_records_expired_only_for_consents_past_their_validity(
     assert store.position() == 10
     with pytest.raises(ConsentExpired):
         store.change(active_due.id, Change.REVOKE, actor="citizen", now=NOW + 3 * DAY)
-    assert ids(store.changed_after(7)) == sorted(expired, key=lambda i: store.get(i).position)
+    assert ids(changed(store, 7)) == sorted(expired, key=lambda i: store.get(i).position)
 
 
 # --- time zones ----------------------------------------------------------------------------------
@@ -535,7 +546,7 @@ def test_concurrent_grants_take_distinct_consecutive_positions(
     positions = [c.position for c in granted if isinstance(c, Consent)]
     assert sorted(positions) == list(range(1, THREADS + 1))
     assert store.position() == THREADS
-    stream = store.changed_after(0)
+    stream = changed(store, 0)
     assert [c.position for c in stream] == list(range(1, THREADS + 1))
     assert {c.id for c in stream} == {c.id for c in granted if isinstance(c, Consent)}
 
@@ -628,3 +639,47 @@ def test_an_unusable_database_is_unavailable(tmp_path: Path) -> None:
     with pytest.raises(ConsentUnavailable) as error:
         ConsentStore(f"sqlite:///{tmp_path}/missing/directory/consent.db")
     assert error.value.code == "consent_unavailable"
+
+
+def test_a_change_committed_while_the_stream_loads_is_not_skipped(
+    store: ConsentStore, grant: Callable[..., Consent], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """C is revoked and D changed again between the query of a batch's ids and their loading:
+    the position reached stays that of the ids, so the next batch still brings C's revocation
+    (a replica resuming from a reloaded, later position would never hear of it)."""
+    first = grant()
+    second = grant(subject=OTHER_SUBJECT)
+    members = [str(POPREG)]
+    _, position = store.changed_after(0, members)
+    store.change(second.id, Change.PAUSE, actor="citizen", now=NOW)  # position 3
+    load = ConsentStore._load_many
+
+    def meanwhile(connection: Any, ids: list[str]) -> list[Consent]:
+        monkeypatch.setattr(ConsentStore, "_load_many", staticmethod(load))
+        store.change(first.id, Change.REVOKE, actor="citizen", now=NOW)  # position 4
+        store.change(second.id, Change.RESUME, actor="citizen", now=NOW)  # position 5
+        return load(connection, ids)
+
+    monkeypatch.setattr(ConsentStore, "_load_many", staticmethod(meanwhile))
+    batch, reached = store.changed_after(position, members)
+    assert [c.id for c in batch] == [second.id]
+    assert reached == 3
+    after, last = store.changed_after(reached, members)
+    assert {c.id: c.recorded for c in after} == {
+        first.id: ConsentStatus.REVOKED,
+        second.id: ConsentStatus.ACTIVE,
+    }
+    assert last == store.position() == 5
+
+
+def test_the_fingerprint_names_the_change_at_a_position(
+    store: ConsentStore, grant: Callable[..., Consent]
+) -> None:
+    first = grant()
+    assert store.fingerprint(0) == ""
+    assert store.fingerprint(2) == ""
+    print_one = store.fingerprint(1)
+    assert len(print_one) == 32
+    assert store.fingerprint(1) == print_one
+    store.change(first.id, Change.PAUSE, actor="citizen", now=NOW)
+    assert store.fingerprint(2) not in ("", print_one)

@@ -88,7 +88,7 @@ async def test_a_consent_allows_and_its_revocation_refuses(testbed: TwoGateways)
         consent, _ = await client.grant(detail())
         await until(testbed, "allowed")
         assert testbed.probe.metadata[-1]["pintu-subject"] == [CITIZEN]
-        await client.change(consent.id, Change.REVOKE)
+        await client.change(consent.id, Change.REVOKE, subject=CITIZEN)
         await until(testbed, "access_denied")
     await consent_missing(testbed)
 
@@ -97,9 +97,9 @@ async def test_a_paused_consent_refuses_until_resumed(testbed: TwoGateways) -> N
     async with testbed.consent_client() as client:
         consent, _ = await client.grant(detail())
         await until(testbed, "allowed")
-        await client.change(consent.id, Change.PAUSE)
+        await client.change(consent.id, Change.PAUSE, subject=CITIZEN)
         await until(testbed, "access_denied")
-        await client.change(consent.id, Change.RESUME)
+        await client.change(consent.id, Change.RESUME, subject=CITIZEN)
         await until(testbed, "allowed")
 
 

@@ -325,7 +325,9 @@ def test_the_consent_service_of_up_grants_lists_revokes_and_receipts_verify(
     listed = consent_command(federation, "list", subject)
     assert consent_id in listed.stdout
     receipt = tmp_path / "receipt.jws"
-    got = consent_command(federation, "get", consent_id, "--receipt", str(receipt))
+    got = consent_command(
+        federation, "get", consent_id, "--subject", subject, "--receipt", str(receipt)
+    )
     assert got.returncode == 0, got.stderr
     verified = subprocess.run(
         pintu(
@@ -349,7 +351,15 @@ def test_the_consent_service_of_up_grants_lists_revokes_and_receipts_verify(
     middle = text.index(".") + 10
     tampered.write_text(text[:middle] + ("A" if text[middle] != "A" else "B") + text[middle + 1 :])
     refusal = subprocess.run(
-        pintu("consent", "verify", str(tampered), "--roots", federation["consent"]["roots"]),
+        pintu(
+            "consent",
+            "verify",
+            str(tampered),
+            "--roots",
+            federation["consent"]["roots"],
+            "--signer",
+            federation["consent"]["signer"],
+        ),
         capture_output=True,
         text=True,
         timeout=30,
@@ -357,9 +367,11 @@ def test_the_consent_service_of_up_grants_lists_revokes_and_receipts_verify(
     )
     assert refusal.returncode == 2
     assert "[consent_receipt_invalid]" in refusal.stderr
-    revoked = consent_command(federation, "revoke", consent_id, "--reason", "changed my mind")
+    revoked = consent_command(
+        federation, "revoke", consent_id, "--subject", subject, "--reason", "changed my mind"
+    )
     assert revoked.returncode == 0, revoked.stderr
     assert "changed my mind" in revoked.stdout
-    again = consent_command(federation, "revoke", consent_id)
+    again = consent_command(federation, "revoke", consent_id, "--subject", subject)
     assert again.returncode == 2
     assert "[consent_already_revoked]" in again.stderr

@@ -185,8 +185,8 @@ class GrantConsentRequest(_message.Message):
     request_id: _builtins.str
     """Idempotency key chosen by the caller (at most 128 printable characters, no spaces)."""
     actor: _builtins.str
-    """Who acts, recorded in the history (e.g. "citizen NIK:..." for the portal); the caller's
-    operator name is recorded with it.
+    """Who acts, recorded in the history with the caller's operator name (e.g. "citizen NIK:..."
+    for the portal; a citizen may act only on their own consents).
     """
     @_builtins.property
     def detail(self) -> Global___ConsentDetail: ...
@@ -216,7 +216,7 @@ class ChangeConsentRequest(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     consent_id: _builtins.str
     subject: _builtins.str
-    """When set, the consent must be this subject's (the portal acts for one citizen)."""
+    """Required: the citizen whose consent it is (another's answers consent_not_found)."""
     request_id: _builtins.str
     actor: _builtins.str
     reason: _builtins.str
@@ -245,6 +245,7 @@ class GetConsentRequest(_message.Message):
     SUBJECT_FIELD_NUMBER: _builtins.int
     consent_id: _builtins.str
     subject: _builtins.str
+    """Required, as in ChangeConsentRequest."""
     def __init__(
         self,
         *,
@@ -356,16 +357,22 @@ class WatchConsentsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     AFTER_FIELD_NUMBER: _builtins.int
+    FINGERPRINT_FIELD_NUMBER: _builtins.int
     after: _builtins.int
     """The position the watcher has applied up to; 0 for everything."""
+    fingerprint: _builtins.str
+    """The fingerprint the service sent with that position: if the service's history at that
+    position differs (say, a database restored from a backup), it starts the watcher over.
+    """
     def __init__(
         self,
         *,
         after: _builtins.int = ...,
+        fingerprint: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "fingerprint", b"fingerprint"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -379,12 +386,20 @@ class ConsentChanges(_message.Message):
     CONSENTS_FIELD_NUMBER: _builtins.int
     POSITION_FIELD_NUMBER: _builtins.int
     SENT_AT_FIELD_NUMBER: _builtins.int
+    FINGERPRINT_FIELD_NUMBER: _builtins.int
+    CAUGHT_UP_FIELD_NUMBER: _builtins.int
     reset: _builtins.bool
     """When true, the watcher must forget every consent it holds and apply these from scratch
     (its position is unknown to the service, e.g. ahead of it).
     """
     position: _builtins.int
     """The position the watcher has reached once it has applied this message."""
+    fingerprint: _builtins.str
+    """Identifies the change at `position` in the service's history (send it back to resume)."""
+    caught_up: _builtins.bool
+    """True when nothing after `position` was pending when this message was sent: only then is a
+    replica up to date (a catching-up replica is not fresh yet).
+    """
     @_builtins.property
     def consents(self) -> _containers.RepeatedCompositeFieldContainer[Global___Consent]:
         """Consents changed, each as it is now, in position order; none for a heartbeat."""
@@ -398,10 +413,12 @@ class ConsentChanges(_message.Message):
         consents: _abc.Iterable[Global___Consent] | None = ...,
         position: _builtins.int = ...,
         sent_at: _timestamp_pb2.Timestamp | None = ...,
+        fingerprint: _builtins.str = ...,
+        caught_up: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["sent_at", b"sent_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["consents", b"consents", "position", b"position", "reset", b"reset", "sent_at", b"sent_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caught_up", b"caught_up", "consents", b"consents", "fingerprint", b"fingerprint", "position", b"position", "reset", b"reset", "sent_at", b"sent_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
