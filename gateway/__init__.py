@@ -28,6 +28,7 @@ from gateway._server import SecurityServer, security_server
 from gateway._settings import (
     DEFAULT_MAX_MESSAGE_BYTES,
     AgencyListener,
+    AuditSettings,
     ConsentReplicaSettings,
     GatewaySettings,
     Limits,
@@ -49,6 +50,7 @@ __all__ = [
     "SUBJECT_KEY",
     "USER_KEY",
     "AgencyListener",
+    "AuditSettings",
     "ConsentReplicaSettings",
     "ErrorCode",
     "GatewayError",

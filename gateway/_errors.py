@@ -196,6 +196,12 @@ class ErrorCode(enum.Enum):
         "The provider's policy could not decide (engine error, timeout, undefined result or "
         "unwritable decision log), so the exchange is denied.",
     )
+    AUDIT_UNAVAILABLE = (
+        "audit_unavailable",
+        _S.UNAVAILABLE,
+        "The provider's audit log cannot be written, so the exchange is refused before it "
+        "reaches the backend.",
+    )
     CONSENT_STATE_STALE = (
         "consent_state_stale",
         _S.UNAVAILABLE,

@@ -30,6 +30,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from google.protobuf.message import DecodeError
 
+from gateway._audit import ExchangeAudit
 from gateway._channels import BackendChannels
 from gateway._configuration import CurrentConfiguration
 from gateway._errors import ErrorCode, GatewayError, Origin, refusal_trailers, status_refusal
@@ -91,9 +92,11 @@ class ProviderSide:
         keeper: CertificateKeeper,
         authorizer: Authorizer,
         clock: Callable[[], float],
+        audit: ExchangeAudit | None = None,
     ) -> None:
         self._keeper = keeper
         self._authorizer = authorizer
+        self._audit = audit
         self._clock = clock
         # The peer certificates seen, by their PEM: their serial numbers and SHA-256.
         self._seen: dict[bytes, tuple[int, bytes]] = {}
@@ -155,7 +158,7 @@ class ProviderSide:
                 return
             seen.provider = str(SubsystemId.from_proto(header.provider))
             service, registered = self._service(conf, header, method)
-            await self._authorizer.authorize(
+            authorization = await self._authorizer.authorize(
                 conf,
                 client=client,
                 client_server=peer,
@@ -165,7 +168,35 @@ class ProviderSide:
                 subject=header.subject,
                 now=now,
             )
-            await self._forward(service, header, metadata, requests, context)
+            audit = self._audit
+            if audit is None:
+                await self._forward(service, header, metadata, requests, context)
+                return
+            await audit.request(
+                message_id=header.message_id,
+                method=method,
+                client=seen.client,
+                client_server=seen.peer,
+                provider=seen.provider,
+                purpose=header.purpose,
+                subject=header.subject,
+                decision_id=authorization.decision.decision_id,
+                consent_id=authorization.consent_id,
+            )
+            started = self._clock()
+            status = "UNKNOWN"
+            try:
+                await self._forward(service, header, metadata, requests, context)
+                code = context.code()
+                status = "OK" if code is None else getattr(code, "name", str(code))
+            except GatewayError as error:
+                status = error.code.label
+                raise
+            except CallerGone:
+                status = "CALLER_GONE"
+                raise
+            finally:
+                await audit.outcome(header.message_id, method, status, self._clock() - started)
         except GatewayError as error:
             self._refuse(context, error, method, seen)
         except CallerGone:
@@ -439,6 +470,16 @@ class ProviderSide:
             provider=seen.provider,
             peer=seen.peer or context.peer(),
         )
+        if self._audit is not None:
+            self._audit.refusal(
+                message_id=seen.message_id,
+                method=method,
+                client=seen.client,
+                provider=seen.provider,
+                code=error.code.label,
+                reasons=error.reasons,
+                decision_id=error.decision_id,
+            )
         context.set_code(error.code.status)
         context.set_details(error.message)
         context.set_trailing_metadata(

@@ -18,6 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from consent import ConsentReplica, ReplicaFollower
+from gateway._audit import ExchangeAudit
 from gateway._channels import (
     BackendChannels,
     PeerChannels,
@@ -26,7 +27,7 @@ from gateway._channels import (
 )
 from gateway._configuration import CurrentConfiguration
 from gateway._consumer import ConsumerSide
-from gateway._errors import SettingsError
+from gateway._errors import GatewayError, SettingsError
 from gateway._events import LOGGER
 from gateway._metaservices import Metaservices
 from gateway._policy import Authorizer
@@ -203,6 +204,7 @@ class SecurityServer:
         self._metrics: MetricsServer | None = None
         self.authorizer: Authorizer | None = None
         self.consent_replica: ConsentReplica | None = None
+        self.audit: ExchangeAudit | None = None
         self._follower: ReplicaFollower | None = None
         self._source_started = False
         self.restarts = 0
@@ -255,6 +257,13 @@ class SecurityServer:
             self.authorizer = None
             raise
         self._source_started = True
+        if settings.audit is not None:
+            try:
+                self.audit = ExchangeAudit(settings.audit, str(settings.server), self._clock)
+            except GatewayError as error:
+                await self.stop(0)
+                raise SettingsError("audit.log", error.message) from None
+            self.audit.start()
         if settings.consent is not None and replica is not None:
             self._follower = ReplicaFollower(
                 replica, settings.consent.address, lambda: keeper.identity
@@ -313,7 +322,15 @@ class SecurityServer:
                 settings.peer_address,
                 functools.partial(_keeper_credentials, keeper),
                 _PeerHandler(
-                    ProviderSide(settings, current, self._backends, keeper, authorizer, self._clock)
+                    ProviderSide(
+                        settings,
+                        current,
+                        self._backends,
+                        keeper,
+                        authorizer,
+                        self._clock,
+                        self.audit,
+                    )
                 ),
                 channel_options(limits),
             )
@@ -414,6 +431,9 @@ class SecurityServer:
         if self._follower is not None:
             await self._follower.stop()
             self._follower = None
+        if self.audit is not None:
+            await self.audit.stop()
+            self.audit = None
         if self.authorizer is not None:
             await self.authorizer.stop()
             self.authorizer = None

@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+
 from gateway._errors import SettingsError
 from pki import CertificateIdentityError, KeeperSettings, TlsIdentity, certificate_identity
 from policy import AccessRights, EmbeddedEngine, PolicyEngine
@@ -134,6 +137,25 @@ class PolicySettings:
 
 
 @dataclass(frozen=True)
+class AuditSettings:
+    """The provider side's audit log (gateway._audit): its file, the member's document-signing
+    key and certificate chain that sign its checkpoints, the federation's pseudonym key for
+    citizens, and how often checkpoints are signed."""
+
+    path: Path
+    signing_key: ec.EllipticCurvePrivateKey
+    signing_chain: tuple[x509.Certificate, ...]
+    pseudonym_key: bytes
+    checkpoint_seconds: float = 5.0
+
+    def __post_init__(self) -> None:
+        if len(self.pseudonym_key) < 32:
+            raise SettingsError("audit.pseudonym_key", "must hold at least 32 bytes")
+        if not 0.1 <= self.checkpoint_seconds <= 3600:
+            raise SettingsError("audit.checkpoint_seconds", "must be between 0.1 and 3600")
+
+
+@dataclass(frozen=True)
 class ConsentReplicaSettings:
     """Where the provider side's consent replica comes from (the consent service, mTLS with
     the security server's authentication certificate), and how old it may grow before
@@ -171,6 +193,8 @@ class GatewaySettings:
     # The consent service to replicate from; None: no replica, so every exchange about a
     # citizen for a consent-requiring service fails closed (consent_state_stale).
     consent: ConsentReplicaSettings | None = None
+    # The audit log of the provider side; None: exchanges are not recorded.
+    audit: AuditSettings | None = None
 
     @property
     def global_configuration(self) -> GlobalConfiguration:

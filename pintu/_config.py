@@ -52,6 +52,13 @@
     opa_timeout_seconds = 0.5
     opa_revision = "opa"                             # the revision decisions name
 
+    [audit]                                          # the tamper-evident log (provider side)
+    log = "audit.db"                                 # default shown (beside this file)
+    pseudonym_key = "pseudonym.key"                  # the federation's key for citizens'
+                                                     # pseudonyms (at least 32 bytes)
+    checkpoint_seconds = 5                           # how often checkpoints are signed
+                                                     # (with [pki] signing_key/certificate)
+
     [consent]                                        # citizens' consents (provider side)
     service = "127.0.0.1:7500"                       # the consent service (mTLS, auth certificate)
     max_staleness_seconds = 5                        # older replica: consent-requiring calls
@@ -83,8 +90,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from cryptography.hazmat.primitives.asymmetric import ec
+
 from gateway import (
     AgencyListener,
+    AuditSettings,
     ConsentReplicaSettings,
     GatewaySettings,
     Limits,
@@ -117,6 +127,7 @@ from registry import Anchor, ConfigurationClient, RegistryError, parse_address
 T = TypeVar("T")
 DEFAULT_CACHE = "global-configuration.pb"
 DEFAULT_DECISION_LOG = "decisions.jsonl"
+DEFAULT_AUDIT_LOG = "audit.db"
 
 _KNOWN = {
     "": {
@@ -129,11 +140,13 @@ _KNOWN = {
         "metrics",
         "policy",
         "consent",
+        "audit",
         "clients",
         "services",
     },
     "metrics": {"listen"},
     "consent": {"service", "max_staleness_seconds"},
+    "audit": {"log", "pseudonym_key", "checkpoint_seconds"},
     "policy": {
         "rights",
         "policies",
@@ -360,6 +373,7 @@ def load_gateway_settings(path: Path) -> GatewaySettings:
         refresh=dt.timedelta(seconds=refresh),
     )
     policy = _policy(_Reader(path, root.table_at("policy"), "policy", "policy"))
+    audit = _audit(_Reader(path, root.table_at("audit"), "audit", "audit"), pki_table)
     consent_table = _Reader(path, root.table_at("consent"), "consent", "consent")
     consent = None
     if consent_table.table:
@@ -373,6 +387,7 @@ def load_gateway_settings(path: Path) -> GatewaySettings:
             server=server,
             policy=policy,
             consent=consent,
+            audit=audit,
             pki=keeper,
             metrics_address=metrics,
             peer_address=peer_address,
@@ -386,6 +401,37 @@ def load_gateway_settings(path: Path) -> GatewaySettings:
         )
     except SettingsError as error:
         raise ConfigError(f"{path}: {_setting_name(error, root)}: {error.message}") from None
+
+
+def _audit(table: _Reader, pki_table: _Reader) -> AuditSettings | None:
+    """The ``[audit]`` table (None without one); checkpoints are signed with ``[pki]``'s
+    ``signing_key`` and ``signing_certificate``."""
+    if not table.table:
+        return None
+    for key in ("signing_key", "signing_certificate"):
+        if key not in pki_table.table:
+            raise pki_table.error(key, "required with [audit]: it signs the log's checkpoints")
+    signing_key = pki_table.loaded("signing_key", load_private_key)
+    if not isinstance(signing_key, ec.EllipticCurvePrivateKey):
+        raise pki_table.error("signing_key", "checkpoints are signed with P-256 keys")
+    chain = tuple(pki_table.loaded("signing_certificate", load_certificates))
+    try:
+        secret = table.path("pseudonym_key").read_bytes()
+    except OSError as error:
+        raise table.error("pseudonym_key", f"cannot be read: {error.strerror}") from None
+    log = (
+        table.path("log")
+        if "log" in table.table
+        else table.source.parent.resolve() / DEFAULT_AUDIT_LOG
+    )
+    if not os.access(log.parent, os.W_OK | os.X_OK):
+        raise table.error("log", f"{log.parent} is not a folder this process can write to")
+    try:
+        return AuditSettings(
+            log, signing_key, chain, secret, table.get("checkpoint_seconds", float, 5.0)
+        )
+    except SettingsError as error:
+        raise table.error(error.setting.removeprefix("audit."), error.message) from None
 
 
 def _policy(table: _Reader) -> PolicySettings:

@@ -11,7 +11,8 @@
                                      receipts signed for DEMO/GOV/PINTU
     DIR/operator/                    the registry operator ``admin``'s credentials
     DIR/gateways/<agency>/           gateway.toml, access-rights.json, decisions.jsonl,
-                                     authentication, signing and listener keys
+                                     audit.db, authentication, signing and listener keys
+    DIR/pseudonym.key                the key of citizens' pseudonyms in audit records
     DIR/clients/<agency>/            an agency client certificate for the mTLS agency listener
     DIR/logs/<process>.log           each child process's JSON log lines
     DIR/run/                         readiness files of the child processes
@@ -194,6 +195,9 @@ class LocalFederation:
         roots = folder.trust_bundle().roots
         write_public(self.ca_bundle, certificate_pem(*roots))
         now = self._now()
+        if not (self.state / "pseudonym.key").exists():
+            # The federation's key for citizens' pseudonyms in audit records.
+            write_private(self.state / "pseudonym.key", secrets.token_bytes(32))
         ports = {
             agency.key: _Ports(
                 free_port(),
@@ -494,6 +498,10 @@ class LocalFederation:
             "[policy]",
             f"rights = {_toml_string(folder / 'access-rights.json')}",
             f"decision_log = {_toml_string(folder / 'decisions.jsonl')}",
+            "",
+            "[audit]",
+            f"log = {_toml_string(folder / 'audit.db')}",
+            f"pseudonym_key = {_toml_string(self.state / 'pseudonym.key')}",
             "",
             *(
                 ["[consent]", f"service = {_toml_string(consent_address)}", ""]

@@ -15,6 +15,7 @@
     pintu consent init|serve --dir DIR ...  run the consent service
     pintu consent grant|list|get|pause|resume|revoke ... --operator DIR   citizens' consents
     pintu consent verify RECEIPT --roots PEM --signer MEMBER   check a receipt offline
+    pintu audit verify LOG --roots PEM --signer MEMBER   check an audit log's checkpoints
     pintu policy test [--dir DIR]           run the policies' test cases (default: Pintu's own)
     pintu policy decisions LOG [--instance ID]   a decision log as OPA decision-log events
     pintu policy bundle --dir DIR --key K --certificate C --out FILE   sign a policy bundle
@@ -123,6 +124,14 @@ def _parser() -> argparse.ArgumentParser:
 
     _registry_parser(commands)
     _consent_parser(commands)
+    audit = commands.add_parser("audit", help="the tamper-evident audit log")
+    audit_actions = audit.add_subparsers(dest="action", required=True, metavar="ACTION")
+    audit_verify = audit_actions.add_parser(
+        "verify", help="check a security server's audit log and its signed checkpoints"
+    )
+    audit_verify.add_argument("log", type=Path, help="the log file (SQLite)")
+    audit_verify.add_argument("--roots", type=Path, required=True, help="federation roots (PEM)")
+    audit_verify.add_argument("--signer", required=True, help="the member that signs it")
     policy = commands.add_parser("policy", help="the exchange policies")
     policy_actions = policy.add_subparsers(dest="action", required=True, metavar="ACTION")
     policy_test = policy_actions.add_parser("test", help="run every *_test.rego's cases")
@@ -305,6 +314,32 @@ def _consent_parser(commands: Any) -> None:
     verify.add_argument(
         "--signer", required=True, help="the member that must have signed it (the service's)"
     )
+
+
+def _audit_verify(log: Path, roots: Path, signer: str) -> int:
+    """Verify an audit log file; print what holds, or fail with the tampering found."""
+    from audit import AuditError, verify_log
+    from pintu._errors import ConfigError
+    from pki import load_certificates
+    from proto import IdentifierError, MemberId
+
+    try:
+        member = MemberId.parse(signer)
+    except IdentifierError as error:
+        raise ConfigError(f"--signer: {error}") from None
+    if not log.is_file():
+        raise ConfigError(f"{log}: no such file")
+    try:
+        verified = verify_log(log, load_certificates(roots), member)
+    except AuditError as error:
+        print(f"pintu: error [{error.code}]: {log}: {error}", file=sys.stderr)
+        return 1
+    print(
+        f"{log}: {verified.records} records, {verified.checkpoints} checkpoints signed by"
+        f" {member}; the first {verified.covered} records are fixed by the last checkpoint"
+        + (f", {verified.uncovered} written since" if verified.uncovered else "")
+    )
+    return 0
 
 
 def _consent_command(options: argparse.Namespace) -> int:
@@ -696,6 +731,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _registry_command(options)
         if options.command == "consent":
             return _consent_command(options)
+        if options.command == "audit":
+            return _audit_verify(options.log, options.roots, options.signer)
         if options.command == "policy":
             if options.action == "decisions":
                 return _policy_decisions(options.log, options.instance)

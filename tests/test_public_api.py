@@ -16,7 +16,7 @@ from types import ModuleType
 
 import pytest
 
-PACKAGES = ["proto", "pki", "registry", "policy", "consent", "gateway"]
+PACKAGES = ["proto", "pki", "registry", "policy", "consent", "audit", "gateway"]
 
 # Public subpackages a package may expose besides ``__all__``: generated code only.
 # Subpackages that are not modules of the API: generated code, Alembic's migration scripts.

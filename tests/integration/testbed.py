@@ -37,6 +37,7 @@ import pki
 from consent import ConsentClient, ConsentService, ConsentSettings
 from gateway import (
     AgencyListener,
+    AuditSettings,
     ConsentReplicaSettings,
     GatewaySettings,
     Limits,
@@ -108,6 +109,8 @@ PROBE_METHODS = (
 
 
 free_port = pintu.free_port
+# The federation's pseudonym key in the testbed.
+PSEUDONYM_KEY = b"testbed pseudonym key, 32 bytes!"
 
 
 def probe_rights(*clients: SubsystemId) -> AccessRights:
@@ -312,6 +315,17 @@ class ThrowawayPki:
             operators=frozenset({OperatorId("admin")}),
             heartbeat_seconds=0.2,
             poll_seconds=0.1,
+        )
+
+    def audit_settings(self, member: MemberId, path: Path) -> AuditSettings:
+        """A provider's audit log at ``path``: checkpoints signed with a document-signing
+        certificate of ``member`` from this CA, every 0.2 s."""
+        key = pki.generate_key()
+        certificate = self.ca.issue_signing_certificate(
+            member, key.public_key(), now=self.now, lifetime=dt.timedelta(days=1)
+        )
+        return AuditSettings(
+            path, key, (certificate, self.ca.certificate), PSEUDONYM_KEY, checkpoint_seconds=0.2
         )
 
     def operator_identity(self, name: str = "admin") -> pki.TlsIdentity:
@@ -623,6 +637,7 @@ async def build_testbed(
     provider_policy: PolicySettings | None = None,
     consent: bool = False,
     consent_staleness: float = 1.0,
+    audit: bool = False,
 ) -> TwoGateways:
     """Start a CA service, the probe backend and both gateways (enrolled with the CA).
 
@@ -700,6 +715,9 @@ async def build_testbed(
             metrics_address="127.0.0.1:0" if metrics else None,
             consent=ConsentReplicaSettings(f"127.0.0.1:{consent_service.port}", consent_staleness)
             if consent_service is not None
+            else None,
+            audit=test_pki.audit_settings(B, provider_pki.key_path.parent / "audit.db")
+            if audit
             else None,
         )
     )

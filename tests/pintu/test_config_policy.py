@@ -280,3 +280,81 @@ def test_a_bad_consent_setting_is_refused_by_name(
     message = refused(config)
     assert_names(message, config, setting)
     assert why in message
+
+
+# -- [audit] ------------------------------------------------------------------------------------
+
+
+def signing_files(site: Site) -> None:
+    import pki
+    from proto import MemberId
+    from tests.pintu.test_config import LIFETIME, NOW
+
+    key = pki.generate_key()
+    pki.write_private(site.folder / "keys/signing.key", pki.key_pem(key))
+    certificate = site.federation.issue_signing_certificate(
+        MemberId.parse("DEMO/GOV/POPREG"), key.public_key(), now=NOW, lifetime=LIFETIME
+    )
+    pki.write_public(site.folder / "keys/signing.pem", pki.certificate_pem(certificate))
+    (site.folder / "pseudonym.key").write_bytes(b"k" * 32)
+
+
+def with_audit(document: dict[str, Any], **table: object) -> dict[str, Any]:
+    pki_table = {
+        **document["pki"],
+        "signing_key": "keys/signing.key",
+        "signing_certificate": "keys/signing.pem",
+    }
+    return {**document, "pki": pki_table, "audit": table}
+
+
+def test_the_audit_table_builds_the_log_settings(site: Site, document: dict[str, Any]) -> None:
+    signing_files(site)
+    assert pintu.load_gateway_settings(site.write(document)).audit is None
+    config = site.write(with_audit(document, pseudonym_key="pseudonym.key", checkpoint_seconds=2))
+    audit = pintu.load_gateway_settings(config).audit
+    assert audit is not None
+    assert audit.path == site.folder / "audit.db"
+    assert (audit.pseudonym_key, audit.checkpoint_seconds) == (b"k" * 32, 2.0)
+    assert len(audit.signing_chain) == 1
+
+
+@pytest.mark.parametrize(
+    ("table", "setting", "why"),
+    [
+        ({}, "audit.pseudonym_key", "required"),
+        ({"pseudonym_key": "absent.key"}, "audit.pseudonym_key", "cannot be read"),
+        ({"pseudonym_key": "short.key"}, "audit.pseudonym_key", "at least 32 bytes"),
+        (
+            {"pseudonym_key": "pseudonym.key", "log": "absent/audit.db"},
+            "audit.log",
+            "not a folder",
+        ),
+        (
+            {"pseudonym_key": "pseudonym.key", "checkpoint_seconds": 0},
+            "audit.checkpoint_seconds",
+            "between 0.1 and 3600",
+        ),
+    ],
+)
+def test_a_bad_audit_setting_is_refused_by_name(
+    site: Site, document: dict[str, Any], table: dict[str, Any], setting: str, why: str
+) -> None:
+    signing_files(site)
+    (site.folder / "short.key").write_bytes(b"k" * 8)
+    config = site.write(
+        with_audit(document, log="audit.db", **table)
+        if not table
+        else with_audit(document, **table)
+    )
+    message = refused(config)
+    assert_names(message, config, setting)
+    assert why in message
+
+
+def test_the_audit_log_needs_the_members_signing_key(site: Site, document: dict[str, Any]) -> None:
+    signing_files(site)
+    config = site.write({**document, "audit": {"pseudonym_key": "pseudonym.key"}})
+    message = refused(config)
+    assert_names(message, config, "pki.signing_key")
+    assert "signs the log's checkpoints" in message

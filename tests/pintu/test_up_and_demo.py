@@ -375,3 +375,34 @@ def test_the_consent_service_of_up_grants_lists_revokes_and_receipts_verify(
     again = consent_command(federation, "revoke", consent_id, "--subject", subject)
     assert again.returncode == 2
     assert "[consent_already_revoked]" in again.stderr
+
+
+def test_the_providers_audit_log_of_up_records_exchanges_and_verifies(
+    federation: dict[str, Any],
+) -> None:
+    welfare = federation["agencies"]["welfare"]
+    with grpc.insecure_channel(federation["gateways"]["welfare"]["agency_address"]) as channel:
+        call_population_registry(federation, channel, welfare["subsystem"])
+    log = federation["_state"] / "gateways" / "popreg" / "audit.db"
+    command = pintu(
+        "audit",
+        "verify",
+        str(log),
+        "--roots",
+        federation["ca_bundle"],
+        "--signer",
+        federation["agencies"]["popreg"]["member"],
+    )
+    deadline = time.monotonic() + 15
+    while True:  # checkpoints come every 5 s
+        result = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+        if "written since" not in result.stdout and " 0 records" not in result.stdout:
+            break
+        assert time.monotonic() < deadline, result.stdout
+        time.sleep(0.5)
+    assert "checkpoints signed by DEMO/GOV/POPREG" in result.stdout
+    # Citizens appear as pseudonyms only (in the database and its write-ahead log).
+    stored = b"".join(path.read_bytes() for path in log.parent.glob("audit.db*"))
+    assert b'"kind":"request"' in stored
+    assert PARENT.encode() not in stored

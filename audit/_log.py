@@ -1,0 +1,407 @@
+"""A security server's tamper-evident log: records appended to a Merkle tree (RFC 9162), and
+checkpoints — the tree's size and root, signed with the member's document-signing key — that
+fix everything before them.
+
+Records are opaque bytes here (their meaning is the caller's: see :class:`AuditRecord`). They are
+stored in SQLite with their leaf hashes, durably (``synchronous=FULL``) before :meth:`append`
+returns; records appended at the same moment share one transaction and one sync (group commit,
+in a worker thread). The log keeps the tree's right edge (its *frontier*: the roots of its
+perfect subtrees) in memory, so a checkpoint costs O(log n) hashes, not a pass over the log.
+
+:func:`verify_log` re-reads a log file and finds any record modified, deleted, inserted,
+reordered or cut off before the last checkpoint, and any checkpoint that is forged or does not
+extend the one before it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from audit._merkle import (
+    EMPTY_ROOT,
+    ProofInvalid,
+    consistency_proof,
+    inclusion_proof,
+    leaf_hash,
+    node_hash,
+    verify_consistency,
+    verify_inclusion,
+)
+from pki import JwsInvalid, sign_jws, unb64url, verify_jws
+from proto import PartyId
+
+CHECKPOINT_TYPE = "pintu.audit.checkpoint"
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS records ("
+    " seq INTEGER PRIMARY KEY, body BLOB NOT NULL, leaf BLOB NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS checkpoints ("
+    " size INTEGER PRIMARY KEY, root BLOB NOT NULL, at TEXT NOT NULL, token TEXT NOT NULL)",
+)
+
+
+class AuditError(Exception):
+    """Root of the audit log's errors; ``code`` is stable."""
+
+    code = "audit_error"
+
+
+class AuditUnavailable(AuditError):
+    """The log cannot be written or read (the exchange must fail closed)."""
+
+    code = "audit_unavailable"
+
+
+class LogTampered(AuditError):
+    """The log does not verify; the message says where and how."""
+
+    code = "audit_log_tampered"
+
+
+class Frontier:
+    """The right edge of a Merkle tree: enough to append leaves and compute the root."""
+
+    def __init__(self) -> None:
+        # (height, hash) of each perfect subtree, left to right, heights strictly decreasing.
+        self._nodes: list[tuple[int, bytes]] = []
+        self.size = 0
+
+    def append(self, leaf: bytes) -> None:
+        """Add one leaf hash."""
+        height, node = 0, leaf
+        while self._nodes and self._nodes[-1][0] == height:
+            _, left = self._nodes.pop()
+            node = node_hash(left, node)
+            height += 1
+        self._nodes.append((height, node))
+        self.size += 1
+
+    def root(self) -> bytes:
+        """The tree head of the leaves appended."""
+        if not self._nodes:
+            return EMPTY_ROOT
+        hashed = self._nodes[-1][1]
+        for _, left in reversed(self._nodes[:-1]):
+            hashed = node_hash(left, hashed)
+        return hashed
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A signed tree head: ``size`` records whose tree has ``root``, as of ``at``."""
+
+    log: str
+    size: int
+    root: bytes
+    at: dt.datetime
+    token: str
+
+    @staticmethod
+    def sign(
+        log: str,
+        size: int,
+        tree_root: bytes,
+        at: dt.datetime,
+        key: ec.EllipticCurvePrivateKey,
+        chain: Sequence[x509.Certificate],
+    ) -> Checkpoint:
+        """A checkpoint signed with ``key`` (a document-signing certificate in ``chain``)."""
+        stamp = at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+        payload = {
+            "type": CHECKPOINT_TYPE,
+            "log": log,
+            "size": size,
+            "root": tree_root.hex(),
+            "at": stamp,
+        }
+        token = sign_jws(json.dumps(payload, sort_keys=True).encode(), key, chain)
+        return Checkpoint(log, size, tree_root, at, token)
+
+    @staticmethod
+    def verified(token: str, roots: Iterable[x509.Certificate], signer: PartyId) -> Checkpoint:
+        """The checkpoint in ``token``, its signature checked (LogTampered: not one, or not
+        signed by ``signer`` under ``roots``)."""
+        try:
+            claimed = json.loads(_payload(token))
+            at = dt.datetime.fromisoformat(claimed["at"])
+            checked = verify_jws(token, roots, now=at, what="the checkpoint")
+            payload = json.loads(checked.payload)
+            if payload.get("type") != CHECKPOINT_TYPE:
+                raise ValueError("not a checkpoint")
+            checkpoint = Checkpoint(
+                str(payload["log"]), int(payload["size"]), bytes.fromhex(payload["root"]), at, token
+            )
+        except JwsInvalid as error:
+            raise LogTampered(str(error)) from None
+        except (KeyError, TypeError, ValueError, IndexError) as error:
+            raise LogTampered(f"a checkpoint is malformed: {error}") from None
+        if checked.signer != signer:
+            raise LogTampered(f"a checkpoint is signed by {checked.signer}, not by {signer}")
+        return checkpoint
+
+
+def _payload(token: str) -> bytes:
+    return unb64url(token.split(".")[1])
+
+
+class AuditLog:
+    """One security server's log in an SQLite file (see the module docstring)."""
+
+    def __init__(
+        self,
+        path: Path,
+        name: str,
+        key: ec.EllipticCurvePrivateKey,
+        chain: Sequence[x509.Certificate],
+    ) -> None:
+        self.path = path
+        self.name = name
+        self._key = key
+        self._chain = tuple(chain)
+        self._frontier = Frontier()
+        self._pending: list[tuple[bytes, asyncio.Future[int]]] = []
+        # One connection, used from worker threads: one of them at a time.
+        self._lock = threading.Lock()
+        self._writer: asyncio.Task[None] | None = None
+        try:
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            for statement in _SCHEMA:
+                self._db.execute(statement)
+            for (leaf,) in self._db.execute("SELECT leaf FROM records ORDER BY seq"):
+                self._frontier.append(bytes(leaf))
+        except sqlite3.Error as error:
+            raise AuditUnavailable(f"audit log {path}: {error}") from None
+        self.writes = 0
+
+    @property
+    def size(self) -> int:
+        """Records written."""
+        return self._frontier.size
+
+    def close(self) -> None:
+        """Close the file."""
+        with self._lock:
+            self._db.close()
+
+    # -- appending ---------------------------------------------------------------------------
+
+    def append_now(self, body: bytes) -> int:
+        """Append one record, durably, blocking (outside an event loop); its sequence number
+        (0-based).
+
+        Raises:
+            AuditUnavailable: it could not be written.
+        """
+        return self._write([body])[0]
+
+    async def append(self, body: bytes) -> int:
+        """Append one record, on disk before this returns; records appended meanwhile share the
+        same transaction. Its sequence number (0-based).
+
+        Raises:
+            AuditUnavailable: it could not be written (nothing of its batch was).
+        """
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._pending.append((body, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._drain(), name="audit log")
+        return await done
+
+    async def _drain(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                numbers = await asyncio.to_thread(self._write, [body for body, _ in batch])
+            except BaseException as error:
+                failure = (
+                    error
+                    if isinstance(error, AuditUnavailable)
+                    else AuditUnavailable(f"audit log {self.path}: {type(error).__name__}")
+                )
+                for _, done in [*batch, *self._pending]:
+                    if not done.done():
+                        done.set_exception(failure)
+                self._pending = []
+                if not isinstance(error, Exception):
+                    raise
+                continue
+            for (_, done), number in zip(batch, numbers, strict=True):
+                if not done.done():
+                    done.set_result(number)
+
+    def _write(self, bodies: list[bytes]) -> list[int]:
+        with self._lock:
+            return self._write_locked(bodies)
+
+    def _write_locked(self, bodies: list[bytes]) -> list[int]:
+        leaves = [leaf_hash(body) for body in bodies]
+        first = self._frontier.size
+        try:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                rows = [
+                    (first + n, body, leaf)
+                    for n, (body, leaf) in enumerate(zip(bodies, leaves, strict=True))
+                ]
+                self._db.executemany("INSERT INTO records (seq, body, leaf) VALUES (?, ?, ?)", rows)
+        except sqlite3.Error as error:
+            raise AuditUnavailable(f"audit log {self.path}: {error}") from None
+        for leaf in leaves:
+            self._frontier.append(leaf)
+        self.writes += 1
+        return list(range(first, first + len(bodies)))
+
+    # -- checkpoints and proofs --------------------------------------------------------------
+
+    def checkpoint(self, now: dt.datetime) -> Checkpoint:
+        """Sign and store the current tree head (AuditUnavailable: not stored)."""
+        with self._lock:
+            return self._checkpoint_locked(now)
+
+    def _checkpoint_locked(self, now: dt.datetime) -> Checkpoint:
+        signed = Checkpoint.sign(
+            self.name, self._frontier.size, self._frontier.root(), now, self._key, self._chain
+        )
+        try:
+            with self._db:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO checkpoints (size, root, at, token)"
+                    " VALUES (?, ?, ?, ?)",
+                    (signed.size, signed.root, signed.at.isoformat(), signed.token),
+                )
+        except sqlite3.Error as error:
+            raise AuditUnavailable(f"audit log {self.path}: {error}") from None
+        return signed
+
+    def _leaves(self, size: int) -> list[bytes]:
+        with self._lock:
+            return [
+                bytes(leaf)
+                for (leaf,) in self._db.execute(
+                    "SELECT leaf FROM records WHERE seq < ? ORDER BY seq", (size,)
+                )
+            ]
+
+    def record(self, seq: int) -> bytes:
+        """The body of record ``seq`` (AuditError: none)."""
+        with self._lock:
+            row = self._db.execute("SELECT body FROM records WHERE seq = ?", (seq,)).fetchone()
+        if row is None:
+            raise AuditError(f"no record {seq} in {self.path}")
+        return bytes(row[0])
+
+    def latest_checkpoint(self) -> Checkpoint | None:
+        """The checkpoint of the largest tree, if any."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT size, root, at, token FROM checkpoints ORDER BY size DESC LIMIT 1"
+            ).fetchone()
+        if row is None:
+            return None
+        return Checkpoint(
+            self.name, row[0], bytes(row[1]), dt.datetime.fromisoformat(row[2]), row[3]
+        )
+
+    def inclusion(self, seq: int, size: int) -> list[bytes]:
+        """The inclusion proof of record ``seq`` in the tree of ``size`` records."""
+        try:
+            return inclusion_proof(seq, self._leaves(size))
+        except ProofInvalid as error:
+            raise AuditError(str(error)) from None
+
+    def consistency(self, first: int, second: int) -> list[bytes]:
+        """The consistency proof from the tree of ``first`` records to that of ``second``."""
+        try:
+            return consistency_proof(first, self._leaves(second))
+        except ProofInvalid as error:
+            raise AuditError(str(error)) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """What :func:`verify_log` established."""
+
+    records: int
+    checkpoints: int
+    covered: int  # records fixed by the last checkpoint
+
+    @property
+    def uncovered(self) -> int:
+        """Records written after the last checkpoint (not yet tamper-evident)."""
+        return self.records - self.covered
+
+
+def verify_log(path: Path, roots: Iterable[x509.Certificate], signer: PartyId) -> Verified:
+    """Check a log file: every record against its leaf hash, every checkpoint's signature (by
+    ``signer``'s document-signing certificate under ``roots``), each checkpoint's root against
+    the records before it, and sizes that only grow.
+
+    Raises:
+        LogTampered: the first problem found, with the record or checkpoint at fault.
+        AuditUnavailable: the file cannot be read.
+    """
+    roots = list(roots)
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            rows = db.execute("SELECT seq, body, leaf FROM records ORDER BY seq").fetchall()
+            tokens = [t for (t,) in db.execute("SELECT token FROM checkpoints ORDER BY size")]
+        finally:
+            db.close()
+    except sqlite3.Error as error:
+        raise AuditUnavailable(f"audit log {path}: {error}") from None
+    checkpoints = [Checkpoint.verified(token, roots, signer) for token in tokens]
+    wanted = {checkpoint.size for checkpoint in checkpoints}
+    heads: dict[int, bytes] = {0: EMPTY_ROOT}
+    frontier = Frontier()
+    for expected, (seq, body, leaf) in enumerate(rows):
+        if seq != expected:
+            raise LogTampered(f"record {expected} is missing (the next one is {seq})")
+        if leaf_hash(bytes(body)) != bytes(leaf):
+            raise LogTampered(f"record {seq} was modified (its leaf hash does not match)")
+        frontier.append(bytes(leaf))
+        if frontier.size in wanted:
+            heads[frontier.size] = frontier.root()
+    previous: Checkpoint | None = None
+    for checkpoint in checkpoints:
+        if checkpoint.size > len(rows):
+            raise LogTampered(
+                f"the log was cut off: checkpoint of {checkpoint.size} records, {len(rows)} left"
+            )
+        if heads.get(checkpoint.size) != checkpoint.root:
+            raise LogTampered(
+                f"the records before checkpoint {checkpoint.size} are not those it signed"
+                " (modified, deleted, inserted or reordered)"
+            )
+        if previous is not None and (checkpoint.at < previous.at or checkpoint.log != previous.log):
+            raise LogTampered(f"checkpoint {checkpoint.size} does not follow the one before")
+        previous = checkpoint
+    return Verified(len(rows), len(checkpoints), previous.size if previous else 0)
+
+
+def verify_record(body: bytes, seq: int, proof: Sequence[bytes], checkpoint: Checkpoint) -> None:
+    """Check that ``body`` is record ``seq`` of the (already verified) ``checkpoint``'s tree
+    (LogTampered: it is not)."""
+    try:
+        verify_inclusion(leaf_hash(body), seq, checkpoint.size, proof, checkpoint.root)
+    except ProofInvalid as error:
+        raise LogTampered(str(error)) from None
+
+
+def verify_extension(older: Checkpoint, newer: Checkpoint, proof: Sequence[bytes]) -> None:
+    """Check that ``newer``'s tree extends ``older``'s (LogTampered: it does not)."""
+    try:
+        verify_consistency(older.size, newer.size, proof, older.root, newer.root)
+    except ProofInvalid as error:
+        raise LogTampered(str(error)) from None

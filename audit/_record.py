@@ -1,0 +1,69 @@
+"""What a security server records of an exchange attempt, and how it is encoded for the log.
+
+A record is a JSON object with sorted keys and no spaces (the same record always gives the same
+bytes, hence the same leaf). The citizen concerned is never written as such: the record holds a
+keyed pseudonym (HMAC-SHA-256 under the federation's pseudonym key), which only a holder of that
+key can link back to the citizen.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+# What a record stands for.
+REQUEST = "request"  # allowed, written before the call goes to the backend
+OUTCOME = "outcome"  # how an allowed exchange ended
+REFUSAL = "refusal"  # refused, with its code
+KINDS = (REQUEST, OUTCOME, REFUSAL)
+
+
+def pseudonym(key: bytes, subject: str) -> str:
+    """The keyed pseudonym of ``subject`` ("" for no subject)."""
+    if not subject:
+        return ""
+    return hmac.new(key, subject.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeRecord:
+    """One entry of a security server's audit log."""
+
+    kind: str
+    message_id: str
+    role: str
+    at: dt.datetime
+    method: str
+    client: str = ""
+    client_server: str = ""
+    provider: str = ""
+    purpose: str = ""
+    subject: str = ""  # the pseudonym, never the citizen's identifier
+    code: str = ""
+    reasons: tuple[str, ...] = ()
+    decision_id: str = ""
+    consent_id: str = ""
+    status: str = ""
+    duration_ms: float = 0.0
+
+    def encode(self) -> bytes:
+        """The record's canonical bytes (what the Merkle leaf hashes)."""
+        document: dict[str, Any] = asdict(self)
+        document["at"] = self.at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+        document["reasons"] = list(self.reasons)
+        document["duration_ms"] = round(self.duration_ms, 3)
+        return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+
+    @staticmethod
+    def decode(raw: bytes) -> ExchangeRecord:
+        """A record :meth:`encode` wrote (ValueError: not one)."""
+        document = json.loads(raw)
+        if not isinstance(document, dict) or document.get("kind") not in KINDS:
+            raise ValueError("not an exchange record")
+        document["at"] = dt.datetime.fromisoformat(document["at"])
+        document["reasons"] = tuple(document.get("reasons", ()))
+        return ExchangeRecord(**document)
