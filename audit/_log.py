@@ -16,6 +16,7 @@ extend the one before it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import sqlite3
@@ -178,11 +179,40 @@ class AuditLog:
             self._db.execute("PRAGMA synchronous=FULL")
             for statement in _SCHEMA:
                 self._db.execute(statement)
-            for (leaf,) in self._db.execute("SELECT leaf FROM records ORDER BY seq"):
-                self._frontier.append(bytes(leaf))
-        except sqlite3.Error as error:
+            self._reopen()
+        except (sqlite3.Error, ValueError, IndexError, KeyError) as error:
             raise AuditUnavailable(f"audit log {path}: {error}") from None
         self.writes = 0
+
+    def _reopen(self) -> None:
+        """Rebuild the tree from the records, checking each against its leaf and the tree
+        against the newest checkpoint: a log changed while the server was down is never signed
+        over (AuditUnavailable: it was changed)."""
+        latest = self._db.execute(
+            "SELECT size, token FROM checkpoints ORDER BY size DESC LIMIT 1"
+        ).fetchone()
+        signed = json.loads(_payload(latest[1])) if latest else None
+        for seq, body, leaf in self._db.execute("SELECT seq, body, leaf FROM records ORDER BY seq"):
+            if seq != self._frontier.size or leaf_hash(bytes(body)) != bytes(leaf):
+                raise AuditUnavailable(
+                    f"audit log {self.path}: record {self._frontier.size} was changed; the log"
+                    " is not continued (check it with pintu audit verify)"
+                )
+            self._frontier.append(bytes(leaf))
+            if (
+                signed is not None
+                and self._frontier.size == signed["size"]
+                and self._frontier.root().hex() != signed["root"]
+            ):
+                raise AuditUnavailable(
+                    f"audit log {self.path}: the records do not match its last checkpoint"
+                    " (check it with pintu audit verify)"
+                )
+        if signed is not None and self._frontier.size < signed["size"]:
+            raise AuditUnavailable(
+                f"audit log {self.path}: records of its last checkpoint are missing"
+                " (check it with pintu audit verify)"
+            )
 
     @property
     def size(self) -> int:
@@ -193,6 +223,19 @@ class AuditLog:
         """Close the file."""
         with self._lock:
             self._db.close()
+
+    async def aclose(self, now: dt.datetime | None = None) -> None:
+        """Wait for pending appends, sign a last checkpoint (with ``now``) if records were added
+        since the newest one, and close the file."""
+        writer = self._writer
+        if writer is not None:
+            await asyncio.gather(writer, return_exceptions=True)
+        latest = self.latest_checkpoint()
+        if now is not None and self.size and (latest is None or latest.size < self.size):
+            # A failure is the caller's to notice in its checkpoints; the records stay verifiable.
+            with contextlib.suppress(AuditError):
+                await asyncio.to_thread(self.checkpoint, now)
+        self.close()
 
     # -- appending ---------------------------------------------------------------------------
 
@@ -334,7 +377,7 @@ class Verified:
 
     records: int
     checkpoints: int
-    covered: int  # records fixed by the last checkpoint
+    covered: int  # records fixed by the largest checkpoint (kept in the log or trusted)
 
     @property
     def uncovered(self) -> int:
@@ -342,10 +385,19 @@ class Verified:
         return self.records - self.covered
 
 
-def verify_log(path: Path, roots: Iterable[x509.Certificate], signer: PartyId) -> Verified:
+def verify_log(
+    path: Path,
+    roots: Iterable[x509.Certificate],
+    signer: PartyId,
+    *,
+    name: str | None = None,
+    trusted: Iterable[Checkpoint] = (),
+) -> Verified:
     """Check a log file: every record against its leaf hash, every checkpoint's signature (by
-    ``signer``'s document-signing certificate under ``roots``), each checkpoint's root against
-    the records before it, and sizes that only grow.
+    ``signer``'s document-signing certificate under ``roots``) and log ``name``, each
+    checkpoint's root against the records before it — and the same for ``trusted``
+    checkpoints kept outside the log (an auditor's copy, a published one): only those reveal
+    records cut off after the last checkpoint the log still holds.
 
     Raises:
         LogTampered: the first problem found, with the record or checkpoint at fault.
@@ -353,16 +405,29 @@ def verify_log(path: Path, roots: Iterable[x509.Certificate], signer: PartyId) -
     """
     roots = list(roots)
     try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
         try:
+            db.execute("BEGIN")  # one snapshot of a log that may be growing
+            tokens = [(size, t) for size, t in db.execute("SELECT size, token FROM checkpoints")]
             rows = db.execute("SELECT seq, body, leaf FROM records ORDER BY seq").fetchall()
-            tokens = [t for (t,) in db.execute("SELECT token FROM checkpoints ORDER BY size")]
+            db.execute("COMMIT")
         finally:
             db.close()
     except sqlite3.Error as error:
         raise AuditUnavailable(f"audit log {path}: {error}") from None
-    checkpoints = [Checkpoint.verified(token, roots, signer) for token in tokens]
-    wanted = {checkpoint.size for checkpoint in checkpoints}
+    stored = []
+    for size, token in tokens:
+        checkpoint = Checkpoint.verified(token, roots, signer)
+        if checkpoint.size != size:
+            raise LogTampered(f"checkpoint row {size} holds the signed size {checkpoint.size}")
+        stored.append(checkpoint)
+    outside = [(checkpoint, True) for checkpoint in trusted]
+    everything = sorted([*((c, False) for c in stored), *outside], key=lambda pair: pair[0].size)
+    if name is not None:
+        for checkpoint, _ in everything:
+            if checkpoint.log != name:
+                raise LogTampered(f"checkpoint {checkpoint.size} is of the log {checkpoint.log}")
+    wanted = {checkpoint.size for checkpoint, _ in everything}
     heads: dict[int, bytes] = {0: EMPTY_ROOT}
     frontier = Frontier()
     for expected, (seq, body, leaf) in enumerate(rows):
@@ -373,21 +438,19 @@ def verify_log(path: Path, roots: Iterable[x509.Certificate], signer: PartyId) -
         frontier.append(bytes(leaf))
         if frontier.size in wanted:
             heads[frontier.size] = frontier.root()
-    previous: Checkpoint | None = None
-    for checkpoint in checkpoints:
+    for checkpoint, kept_outside in everything:
+        where = "a trusted checkpoint" if kept_outside else "checkpoint"
         if checkpoint.size > len(rows):
             raise LogTampered(
-                f"the log was cut off: checkpoint of {checkpoint.size} records, {len(rows)} left"
+                f"the log was cut off: {where} of {checkpoint.size} records, {len(rows)} left"
             )
         if heads.get(checkpoint.size) != checkpoint.root:
             raise LogTampered(
-                f"the records before checkpoint {checkpoint.size} are not those it signed"
+                f"the records before {where} {checkpoint.size} are not those it signed"
                 " (modified, deleted, inserted or reordered)"
             )
-        if previous is not None and (checkpoint.at < previous.at or checkpoint.log != previous.log):
-            raise LogTampered(f"checkpoint {checkpoint.size} does not follow the one before")
-        previous = checkpoint
-    return Verified(len(rows), len(checkpoints), previous.size if previous else 0)
+    covered = max((c.size for c, _ in everything), default=0)
+    return Verified(len(rows), len(stored), covered)
 
 
 def verify_record(body: bytes, seq: int, proof: Sequence[bytes], checkpoint: Checkpoint) -> None:

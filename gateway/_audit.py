@@ -37,7 +37,9 @@ class ExchangeAudit:
             self.log = AuditLog(settings.path, name, settings.signing_key, settings.signing_chain)
         except AuditError as error:
             raise GatewayError(ErrorCode.AUDIT_UNAVAILABLE, str(error)) from None
-        self._checkpointed = self.log.size
+        latest = self.log.latest_checkpoint()
+        # Records written after the newest checkpoint (before a crash) get one soon.
+        self._checkpointed = latest.size if latest else 0
         self._task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self.failures = 0
@@ -52,8 +54,7 @@ class ExchangeAudit:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         await asyncio.gather(*self._background, return_exceptions=True)
-        self._checkpoint()
-        self.log.close()
+        await self.log.aclose(dt.datetime.fromtimestamp(self._clock(), dt.UTC))
 
     async def _checkpoints(self) -> None:
         while True:

@@ -72,13 +72,15 @@ _SERIAL_CACHE = 4096
 class _Exchange:
     """What the provider side learnt about one exchange, for its refusal and its log."""
 
-    __slots__ = ("client", "message_id", "peer", "provider")
+    __slots__ = ("client", "message_id", "peer", "provider", "recorded")
 
     def __init__(self) -> None:
         self.message_id = ""
         self.client = ""
         self.peer = ""
         self.provider = ""
+        # Whether the exchange's request was recorded (its outcome then says how it ended).
+        self.recorded = False
 
 
 class ProviderSide:
@@ -183,6 +185,7 @@ class ProviderSide:
                 decision_id=authorization.decision.decision_id,
                 consent_id=authorization.consent_id,
             )
+            seen.recorded = True
             started = self._clock()
             status = "UNKNOWN"
             try:
@@ -470,7 +473,7 @@ class ProviderSide:
             provider=seen.provider,
             peer=seen.peer or context.peer(),
         )
-        if self._audit is not None:
+        if self._audit is not None and not seen.recorded:
             self._audit.refusal(
                 message_id=seen.message_id,
                 method=method,

@@ -15,7 +15,9 @@
     pintu consent init|serve --dir DIR ...  run the consent service
     pintu consent grant|list|get|pause|resume|revoke ... --operator DIR   citizens' consents
     pintu consent verify RECEIPT --roots PEM --signer MEMBER   check a receipt offline
-    pintu audit verify LOG --roots PEM --signer MEMBER   check an audit log's checkpoints
+    pintu audit verify LOG --roots PEM --signer MEMBER [--log-name S] [--trusted FILE]
+                                            check an audit log and its checkpoints
+    pintu audit checkpoint LOG              its newest checkpoint, to keep outside it
     pintu policy test [--dir DIR]           run the policies' test cases (default: Pintu's own)
     pintu policy decisions LOG [--instance ID]   a decision log as OPA decision-log events
     pintu policy bundle --dir DIR --key K --certificate C --out FILE   sign a policy bundle
@@ -132,6 +134,16 @@ def _parser() -> argparse.ArgumentParser:
     audit_verify.add_argument("log", type=Path, help="the log file (SQLite)")
     audit_verify.add_argument("--roots", type=Path, required=True, help="federation roots (PEM)")
     audit_verify.add_argument("--signer", required=True, help="the member that signs it")
+    audit_verify.add_argument("--log-name", help="the security server whose log it must be")
+    audit_verify.add_argument(
+        "--trusted",
+        type=Path,
+        help="checkpoints kept outside the log (pintu audit checkpoint), one per line",
+    )
+    audit_checkpoint = audit_actions.add_parser(
+        "checkpoint", help="print the log's newest signed checkpoint, to keep outside it"
+    )
+    audit_checkpoint.add_argument("log", type=Path)
     policy = commands.add_parser("policy", help="the exchange policies")
     policy_actions = policy.add_subparsers(dest="action", required=True, metavar="ACTION")
     policy_test = policy_actions.add_parser("test", help="run every *_test.rego's cases")
@@ -316,21 +328,48 @@ def _consent_parser(commands: Any) -> None:
     )
 
 
-def _audit_verify(log: Path, roots: Path, signer: str) -> int:
+def _audit_checkpoint(log: Path) -> int:
+    """Print the newest checkpoint stored in a log (for an auditor to keep)."""
+    import sqlite3
+
+    from pintu._errors import ConfigError
+
+    if not log.is_file():
+        raise ConfigError(f"{log}: no such file")
+    try:
+        db = sqlite3.connect(f"file:{log}?mode=ro", uri=True)
+        row = db.execute("SELECT token FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
+        db.close()
+    except sqlite3.Error as error:
+        raise ConfigError(f"{log}: {error}") from None
+    if row is None:
+        raise ConfigError(f"{log}: no checkpoint yet")
+    print(row[0])
+    return 0
+
+
+def _audit_verify(options: argparse.Namespace) -> int:
     """Verify an audit log file; print what holds, or fail with the tampering found."""
-    from audit import AuditError, verify_log
+    from audit import AuditError, Checkpoint, verify_log
     from pintu._errors import ConfigError
     from pki import load_certificates
     from proto import IdentifierError, MemberId
 
+    log: Path = options.log
     try:
-        member = MemberId.parse(signer)
+        member = MemberId.parse(options.signer)
     except IdentifierError as error:
         raise ConfigError(f"--signer: {error}") from None
     if not log.is_file():
         raise ConfigError(f"{log}: no such file")
+    roots = load_certificates(options.roots)
     try:
-        verified = verify_log(log, load_certificates(roots), member)
+        tokens = options.trusted.read_text().split() if options.trusted else []
+    except OSError as error:
+        raise ConfigError(f"--trusted: {error.strerror}") from None
+    try:
+        trusted = [Checkpoint.verified(token, roots, member) for token in tokens]
+        verified = verify_log(log, roots, member, name=options.log_name, trusted=trusted)
     except AuditError as error:
         print(f"pintu: error [{error.code}]: {log}: {error}", file=sys.stderr)
         return 1
@@ -731,8 +770,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _registry_command(options)
         if options.command == "consent":
             return _consent_command(options)
+        if options.command == "audit" and options.action == "checkpoint":
+            return _audit_checkpoint(options.log)
         if options.command == "audit":
-            return _audit_verify(options.log, options.roots, options.signer)
+            return _audit_verify(options)
         if options.command == "policy":
             if options.action == "decisions":
                 return _policy_decisions(options.log, options.instance)

@@ -248,3 +248,69 @@ def test_pintu_audit_verify_reports_a_good_log_and_fails_on_a_tampered_one(
     assert bad.returncode == 1
     assert "[audit_log_tampered]" in bad.stderr
     assert "record 1 was modified" in bad.stderr
+
+
+# -- what only a checkpoint kept outside the log reveals, and reopening ----------------------------
+
+
+def test_records_cut_off_with_their_checkpoint_show_only_against_a_kept_checkpoint(
+    log: AuditLog,
+) -> None:
+    first, second = filled(log, 8, checkpoint_every=4)
+    tamper(
+        log,
+        ("DELETE FROM records WHERE seq >= 4", ()),
+        ("DELETE FROM checkpoints WHERE size = 8", ()),
+    )
+    # The log alone still looks whole: nothing in it says it held more.
+    assert verify_log(log.path, ROOTS, OWNER).records == 4
+    with pytest.raises(LogTampered, match="cut off: a trusted checkpoint of 8"):
+        verify_log(log.path, ROOTS, OWNER, trusted=[second])
+    assert verify_log(log.path, ROOTS, OWNER, trusted=[first]).covered == 4
+
+
+def test_a_checkpoint_of_another_log_or_with_another_size_row_is_found(log: AuditLog) -> None:
+    filled(log, 4, checkpoint_every=4)
+    with pytest.raises(LogTampered, match="of the log DEMO/GOV/POPREG/ss1"):
+        verify_log(log.path, ROOTS, OWNER, name="DEMO/GOV/POPREG/ss2")
+    assert verify_log(log.path, ROOTS, OWNER, name="DEMO/GOV/POPREG/ss1").covered == 4
+    tamper(log, ("UPDATE checkpoints SET size = 2 WHERE size = 4", ()))
+    with pytest.raises(LogTampered, match="holds the signed size 4"):
+        verify_log(log.path, ROOTS, OWNER)
+
+
+def test_checkpoints_whose_clock_went_back_still_verify(log: AuditLog) -> None:
+    log.append_now(body(0))
+    log.checkpoint(NOW)
+    log.append_now(body(1))
+    log.checkpoint(NOW - dt.timedelta(seconds=30))  # the clock was set back
+    assert verify_log(log.path, ROOTS, OWNER).covered == 2
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        ("UPDATE records SET body = ? WHERE seq = 1", (b"{}",)),
+        ("UPDATE records SET body = ?, leaf = ? WHERE seq = 1", (b"{}", leaf_hash(b"{}"))),
+        ("DELETE FROM records WHERE seq = 3", ()),
+    ],
+    ids=["body", "body and leaf", "deleted"],
+)
+def test_a_log_changed_while_its_server_was_down_is_not_continued(
+    log: AuditLog, change: tuple[str, tuple[object, ...]]
+) -> None:
+    filled(log, 4, checkpoint_every=4)
+    log.close()
+    tamper(log, change)
+    key, chain = signer()
+    with pytest.raises(AuditUnavailable, match="pintu audit verify"):
+        AuditLog(log.path, log.name, key, chain)
+
+
+async def test_closing_waits_for_pending_records_and_signs_them(log: AuditLog) -> None:
+    appends = [asyncio.create_task(log.append(body(n))) for n in range(10)]
+    await asyncio.sleep(0)
+    await log.aclose(NOW)
+    assert sorted(await asyncio.gather(*appends)) == list(range(10))
+    verified = verify_log(log.path, ROOTS, OWNER)
+    assert (verified.records, verified.covered) == (10, 10)
