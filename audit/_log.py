@@ -42,6 +42,8 @@ from pki import JwsInvalid, sign_jws, unb64url, verify_jws
 from proto import PartyId
 
 CHECKPOINT_TYPE = "pintu.audit.checkpoint"
+# How long a record appended with append_soon may wait for a durable write to ride along with.
+LAZY_SECONDS = 0.05
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS records ("
     " seq INTEGER PRIMARY KEY, body BLOB NOT NULL, leaf BLOB NOT NULL)",
@@ -170,6 +172,8 @@ class AuditLog:
         self._chain = tuple(chain)
         self._frontier = Frontier()
         self._pending: list[tuple[bytes, asyncio.Future[int]]] = []
+        self._lazy = 0
+        self._lazy_timer: asyncio.TimerHandle | None = None
         # One connection, used from worker threads: one of them at a time.
         self._lock = threading.Lock()
         self._writer: asyncio.Task[None] | None = None
@@ -227,6 +231,9 @@ class AuditLog:
     async def aclose(self, now: dt.datetime | None = None) -> None:
         """Wait for pending appends, sign a last checkpoint (with ``now``) if records were added
         since the newest one, and close the file."""
+        if self._lazy_timer is not None:
+            self._lazy_timer.cancel()
+        self._flush()
         writer = self._writer
         if writer is not None:
             await asyncio.gather(writer, return_exceptions=True)
@@ -261,9 +268,26 @@ class AuditLog:
             self._writer = asyncio.create_task(self._drain(), name="audit log")
         return await done
 
+    def append_soon(self, body: bytes) -> asyncio.Future[int]:
+        """Append one record with the next durable write, or within :data:`LAZY_SECONDS` when
+        none comes: for records nothing waits on (an exchange's outcome), so that they cost no
+        sync of their own. The future gives its sequence number (or AuditUnavailable)."""
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._pending.append((body, done))
+        self._lazy += 1
+        if self._lazy_timer is None:
+            self._lazy_timer = asyncio.get_running_loop().call_later(LAZY_SECONDS, self._flush)
+        return done
+
+    def _flush(self) -> None:
+        self._lazy_timer = None
+        if self._pending and (self._writer is None or self._writer.done()):
+            self._writer = asyncio.create_task(self._drain(), name="audit log")
+
     async def _drain(self) -> None:
         while self._pending:
             batch, self._pending = self._pending, []
+            self._lazy = 0
             try:
                 numbers = await asyncio.to_thread(self._write, [body for body, _ in batch])
             except BaseException as error:

@@ -3,7 +3,8 @@
 * an allowed exchange is recorded (``request``: client, its server, method, purpose, the
   citizen's pseudonym, the policy decision id and the consent id) **before** anything goes to
   the backend — if the record cannot be written the exchange is refused with
-  ``audit_unavailable`` — and its end (``outcome``: status, duration) after;
+  ``audit_unavailable`` — and its end (``outcome``: status, duration) after, in the
+  background;
 * a refused exchange is recorded (``refusal``: code, reasons, decision id) as it is refused.
 
 A checkpoint is signed every ``checkpoint_seconds`` when records were added since the last one,
@@ -41,7 +42,7 @@ class ExchangeAudit:
         # Records written after the newest checkpoint (before a crash) get one soon.
         self._checkpointed = latest.size if latest else 0
         self._task: asyncio.Task[None] | None = None
-        self._background: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Future[int]] = set()
         self.failures = 0
 
     def start(self) -> None:
@@ -53,7 +54,6 @@ class ExchangeAudit:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        await asyncio.gather(*self._background, return_exceptions=True)
         await self.log.aclose(dt.datetime.fromtimestamp(self._clock(), dt.UTC))
 
     async def _checkpoints(self) -> None:
@@ -127,16 +127,13 @@ class ExchangeAudit:
                 "the provider's audit log cannot be written; the exchange is refused",
             ) from None
 
-    async def outcome(self, message_id: str, method: str, status: str, duration: float) -> None:
-        """Record how an allowed exchange ended (a failure is logged, the answer is given)."""
+    def outcome(self, message_id: str, method: str, status: str, duration: float) -> None:
+        """Record how an allowed exchange ended (in the background: the answer is not held up;
+        a failure is logged)."""
         body = self._record(
             OUTCOME_KIND, message_id, method, status=status, duration_ms=duration * 1000
         )
-        try:
-            await self.log.append(body)
-        except AuditError as error:
-            self.failures += 1
-            LOGGER.error("the outcome of %s could not be recorded: %s", message_id, error)
+        self._later(body, f"the outcome of {message_id}")
 
     def refusal(
         self,
@@ -161,13 +158,18 @@ class ExchangeAudit:
             decision_id=decision_id,
         )
 
-        async def write() -> None:
-            try:
-                await self.log.append(body)
-            except AuditError as error:
-                self.failures += 1
-                LOGGER.error("a refusal could not be recorded: %s", error)
+        self._later(body, "a refusal")
 
-        task = asyncio.create_task(write())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+    def _later(self, body: bytes, what: str) -> None:
+        """Append ``body`` with the next durable write (a failure is logged)."""
+        written = self.log.append_soon(body)
+        self._background.add(written)
+
+        def done(future: asyncio.Future[int]) -> None:
+            self._background.discard(future)
+            error = None if future.cancelled() else future.exception()
+            if error is not None:
+                self.failures += 1
+                LOGGER.error("%s could not be recorded: %s", what, error)
+
+        written.add_done_callback(done)

@@ -109,7 +109,9 @@ class Authorizer:
         *,
         consent: ConsentReplica | None = None,
         max_staleness: float = 5.0,
+        audited: bool = False,
     ) -> None:
+        self._audited = audited
         self._settings = settings
         self._replica = consent
         self._max_staleness = max_staleness
@@ -148,7 +150,9 @@ class Authorizer:
             if settings.cache_size:
                 engine = self._cache = CachedEngine(engine, settings.cache_size)
         if settings.decision_log is not None:
-            self._log = DecisionLog(settings.decision_log)
+            # With an audit log (synced, holding each decision's id and result) the decision
+            # log need not be synced as well.
+            self._log = DecisionLog(settings.decision_log, durable=not self._audited)
             engine = LoggedEngine(engine, self._log)
         self._engine = engine
         for path in (settings.rights_file, settings.bundle_file):
@@ -190,6 +194,8 @@ class Authorizer:
         close = getattr(self._settings.engine, "close", None)
         if close is not None:
             await close()
+        if self._log is not None:
+            self._log.close()
 
     @property
     def revision(self) -> str:

@@ -199,7 +199,7 @@ class ProviderSide:
                 status = "CALLER_GONE"
                 raise
             finally:
-                await audit.outcome(header.message_id, method, status, self._clock() - started)
+                audit.outcome(header.message_id, method, status, self._clock() - started)
         except GatewayError as error:
             self._refuse(context, error, method, seen)
         except CallerGone:

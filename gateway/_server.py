@@ -247,6 +247,7 @@ class SecurityServer:
             self._clock,
             consent=replica,
             max_staleness=settings.consent.max_staleness_seconds if settings.consent else 0.0,
+            audited=settings.audit is not None,
         )
         authorizer.start()
         try:

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from policy._engine import ENTRYPOINT, PolicyEngine
 from policy._errors import PolicyError
@@ -106,8 +106,13 @@ class DecisionRecord:
 class DecisionLog:
     """An append-only file of :class:`DecisionRecord` lines."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, durable: bool = True) -> None:
         self.path = path
+        # Without durable, records are handed to the operating system but not synced: they
+        # survive the process, not a power cut (for a server whose audit log, synced, holds
+        # every decision's id and result).
+        self.durable = durable
+        self._open: TextIO | None = None
         self._pending: list[str] = []
         self._waiting: list[asyncio.Future[None]] = []
         self._writer: asyncio.Task[None] | None = None
@@ -128,6 +133,10 @@ class DecisionLog:
         Raises:
             PolicyError: the log cannot be written (the decision must not be used then).
         """
+        if not self.durable:
+            # Nothing to wait for on the disk: one buffered append, on the event loop.
+            self._append_open(_line(record))
+            return
         done = asyncio.get_running_loop().create_future()
         self._pending.append(_line(record))
         self._waiting.append(done)
@@ -159,12 +168,30 @@ class DecisionLog:
             else:
                 _settle(waiting, None)
 
+    def close(self) -> None:
+        """Close the file a log that is not synced keeps open."""
+        if self._open is not None:
+            self._open.close()
+            self._open = None
+
+    def _append_open(self, line: str) -> None:
+        try:
+            if self._open is None:
+                self._open = self.path.open("a", encoding="utf-8")
+            self._open.write(line)
+            self._open.flush()
+        except OSError as error:
+            self._open = None
+            raise PolicyError(f"decision log {self.path}: {error.strerror}") from None
+        self.writes += 1
+
     def _write(self, lines: list[str]) -> None:
         try:
             with self.path.open("a", encoding="utf-8") as log:
                 log.write("".join(lines))
                 log.flush()
-                os.fsync(log.fileno())
+                if self.durable:
+                    os.fsync(log.fileno())
         except OSError as error:
             raise PolicyError(f"decision log {self.path}: {error.strerror}") from None
         self.writes += 1

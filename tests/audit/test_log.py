@@ -314,3 +314,16 @@ async def test_closing_waits_for_pending_records_and_signs_them(log: AuditLog) -
     assert sorted(await asyncio.gather(*appends)) == list(range(10))
     verified = verify_log(log.path, ROOTS, OWNER)
     assert (verified.records, verified.covered) == (10, 10)
+
+
+async def test_a_record_appended_soon_rides_with_the_next_write_or_goes_alone(
+    log: AuditLog,
+) -> None:
+    soon = log.append_soon(body(0))
+    assert await log.append(body(1)) == 1
+    assert await soon == 0
+    assert log.writes == 1  # one sync for both
+    alone = log.append_soon(body(2))
+    assert await asyncio.wait_for(alone, 2) == 2  # nothing came: written within LAZY_SECONDS
+    assert log.writes == 2
+    assert [log.record(n) for n in range(3)] == [body(0), body(1), body(2)]

@@ -232,3 +232,16 @@ async def test_a_cancelled_writer_fails_its_waiters_instead_of_leaving_them_hang
     writer.cancel()
     outcomes = await asyncio.wait_for(asyncio.gather(*waiters, return_exceptions=True), 5)
     assert all(isinstance(o, PolicyError) for o in outcomes), outcomes
+
+
+async def test_a_log_that_need_not_be_synced_writes_each_record_at_once(
+    shipped: policy.EmbeddedEngine, tmp_path: Path
+) -> None:
+    log = DecisionLog(tmp_path / "decisions.jsonl", durable=False)
+    engine = LoggedEngine(shipped, log)
+    decided = [await engine.decide(birth_support()) for _ in range(3)]
+    assert [r.decision_id for r in log.records()] == [d.decision_id for d in decided]
+    log.close()
+    missing = DecisionLog(tmp_path / "missing" / "decisions.jsonl", durable=False)
+    with pytest.raises(PolicyError, match="decision log"):
+        await LoggedEngine(shipped, missing).decide(birth_support())
