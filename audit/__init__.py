@@ -2,6 +2,7 @@
 inclusion and consistency proofs anyone can check offline (:func:`verify_log`,
 :func:`verify_record`, :func:`verify_extension`)."""
 
+from audit._evidence import Evidence, EvidenceInvalid, EvidenceMissing, prove, verify_evidence
 from audit._log import (
     AuditError,
     AuditLog,
@@ -23,9 +24,37 @@ from audit._merkle import (
     verify_consistency,
     verify_inclusion,
 )
-from audit._record import KINDS, OUTCOME, REFUSAL, REQUEST, ExchangeRecord, pseudonym
+from audit._record import (
+    CERTIFICATE,
+    KINDS,
+    OUTCOME,
+    REFUSAL,
+    REQUEST,
+    ExchangeRecord,
+    pseudonym,
+)
+from audit._seal import (
+    Digest,
+    Sealer,
+    SealError,
+    SealInvalid,
+    SealMissing,
+    SealParts,
+    SealVerifier,
+    request_statement,
+    response_statement,
+)
+from audit._timestamp import (
+    Timestamp,
+    Timestamper,
+    TimestampError,
+    TimestampInvalid,
+    TimestampUnavailable,
+    verify_timestamp,
+)
 
 __all__ = [
+    "CERTIFICATE",
     "KINDS",
     "OUTCOME",
     "REFUSAL",
@@ -34,19 +63,39 @@ __all__ = [
     "AuditLog",
     "AuditUnavailable",
     "Checkpoint",
+    "Digest",
+    "Evidence",
+    "EvidenceInvalid",
+    "EvidenceMissing",
     "ExchangeRecord",
     "Frontier",
     "LogTampered",
     "ProofInvalid",
+    "SealError",
+    "SealInvalid",
+    "SealMissing",
+    "SealParts",
+    "SealVerifier",
+    "Sealer",
+    "Timestamp",
+    "TimestampError",
+    "TimestampInvalid",
+    "TimestampUnavailable",
+    "Timestamper",
     "Verified",
     "consistency_proof",
     "inclusion_proof",
     "leaf_hash",
+    "prove",
     "pseudonym",
+    "request_statement",
+    "response_statement",
     "root",
     "verify_consistency",
+    "verify_evidence",
     "verify_extension",
     "verify_inclusion",
     "verify_log",
     "verify_record",
+    "verify_timestamp",
 ]

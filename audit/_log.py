@@ -11,6 +11,11 @@ perfect subtrees) in memory, so a checkpoint costs O(log n) hashes, not a pass o
 :func:`verify_log` re-reads a log file and finds any record modified, deleted, inserted,
 reordered or cut off before the last checkpoint, and any checkpoint that is forged or does not
 extend the one before it.
+
+With a :class:`~audit.Timestamper`, :meth:`AuditLog.stamp_pending` has an outside time-stamping
+authority (RFC 3161) stamp each checkpoint's token, after the fact and outside the log's lock,
+so a TSA that is down never holds up records or checkpoints; :func:`verify_log` checks the
+stamps when given the TSA's roots.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -41,14 +47,24 @@ from audit._merkle import (
 from pki import JwsInvalid, sign_jws, unb64url, verify_jws
 from proto import PartyId
 
+if TYPE_CHECKING:
+    from audit._timestamp import Timestamper
+
 CHECKPOINT_TYPE = "pintu.audit.checkpoint"
 # How long a record appended with append_soon may wait for a durable write to ride along with.
 LAZY_SECONDS = 0.05
+# How far a TSA's time may lie before a checkpoint's own ``at`` (the two clocks' disagreement and
+# the TSA's accuracy) before verify_log calls the checkpoint dated after it existed.
+TIMESTAMP_SKEW = dt.timedelta(minutes=2)
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS records ("
     " seq INTEGER PRIMARY KEY, body BLOB NOT NULL, leaf BLOB NOT NULL)",
     "CREATE TABLE IF NOT EXISTS checkpoints ("
     " size INTEGER PRIMARY KEY, root BLOB NOT NULL, at TEXT NOT NULL, token TEXT NOT NULL)",
+    # One RFC 3161 reply (DER TimeStampResp) per checkpoint, over its token; ``at`` is the time
+    # stamped, for reading (verification takes it from the reply).
+    "CREATE TABLE IF NOT EXISTS timestamps ("
+    " size INTEGER PRIMARY KEY, reply BLOB NOT NULL, at TEXT NOT NULL)",
 )
 
 
@@ -157,7 +173,10 @@ def _payload(token: str) -> bytes:
 
 
 class AuditLog:
-    """One security server's log in an SQLite file (see the module docstring)."""
+    """One security server's log in an SQLite file (see the module docstring).
+
+    ``timestamper``, if given, is the TSA :meth:`stamp_pending` asks to timestamp checkpoints.
+    """
 
     def __init__(
         self,
@@ -165,11 +184,17 @@ class AuditLog:
         name: str,
         key: ec.EllipticCurvePrivateKey,
         chain: Sequence[x509.Certificate],
+        *,
+        timestamper: Timestamper | None = None,
     ) -> None:
         self.path = path
         self.name = name
         self._key = key
         self._chain = tuple(chain)
+        self._timestamper = timestamper
+        # One catch-up at a time, so that no checkpoint is sent to the TSA twice at once; held
+        # across the TSA's answers, unlike _lock.
+        self._stamping = threading.Lock()
         self._frontier = Frontier()
         self._pending: list[tuple[bytes, asyncio.Future[int]]] = []
         self._lazy = 0
@@ -342,6 +367,11 @@ class AuditLog:
         )
         try:
             with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                # A checkpoint signed again over the same tree replaces the one before; a
+                # timestamp of that one would no longer match, so it goes too, and
+                # stamp_pending stamps the new one.
+                self._db.execute("DELETE FROM timestamps WHERE size = ?", (signed.size,))
                 self._db.execute(
                     "INSERT OR REPLACE INTO checkpoints (size, root, at, token)"
                     " VALUES (?, ?, ?, ?)",
@@ -350,6 +380,57 @@ class AuditLog:
         except sqlite3.Error as error:
             raise AuditUnavailable(f"audit log {self.path}: {error}") from None
         return signed
+
+    def stamp_pending(self, limit: int = 100) -> int:
+        """Have the timestamper stamp up to ``limit`` stored checkpoints that have no timestamp
+        yet, oldest first, and store each reply as it comes; how many were stored (0 without a
+        timestamper).
+
+        Blocking: call it from a worker thread (``asyncio.to_thread``). The TSA is asked
+        outside the log's lock, so appends and checkpoints go on meanwhile. It stops at the
+        first failure, keeping the timestamps had until then; a later call catches up on every
+        checkpoint still unstamped, so the caller only needs to log the error and call again
+        (after the next checkpoint, say). A checkpoint signed again over the same tree while
+        its timestamp was being fetched is left for the next call.
+
+        Raises:
+            TimestampUnavailable: the TSA gave no timestamp (down, an HTTP error, garbage, a
+                refusal).
+            TimestampInvalid: the TSA's reply does not verify (e.g. it is another TSA's).
+            AuditUnavailable: the log cannot be read or written.
+            ValueError: ``limit`` is not positive.
+        """
+        if limit < 1:
+            raise ValueError(f"limit: must be positive, not {limit}")
+        timestamper = self._timestamper
+        if timestamper is None:
+            return 0
+        with self._stamping:
+            try:
+                with self._lock:
+                    pending = self._db.execute(
+                        "SELECT c.size, c.token FROM checkpoints AS c"
+                        " LEFT JOIN timestamps AS t ON t.size = c.size"
+                        " WHERE t.size IS NULL ORDER BY c.size LIMIT ?",
+                        (limit,),
+                    ).fetchall()
+            except sqlite3.Error as error:
+                raise AuditUnavailable(f"audit log {self.path}: {error}") from None
+            stored = 0
+            for size, token in pending:
+                timestamp = timestamper.stamp(token.encode())  # network: not under _lock
+                try:
+                    with self._lock:
+                        # Only if the checkpoint stamped is still the one stored for its size.
+                        stored += self._db.execute(
+                            "INSERT OR IGNORE INTO timestamps (size, reply, at)"
+                            " SELECT ?, ?, ? WHERE EXISTS"
+                            " (SELECT 1 FROM checkpoints WHERE size = ? AND token = ?)",
+                            (size, timestamp.reply, timestamp.at.isoformat(), size, token),
+                        ).rowcount
+                except sqlite3.Error as error:
+                    raise AuditUnavailable(f"audit log {self.path}: {error}") from None
+            return stored
 
     def _leaves(self, size: int) -> list[bytes]:
         with self._lock:
@@ -402,6 +483,7 @@ class Verified:
     records: int
     checkpoints: int
     covered: int  # records fixed by the largest checkpoint (kept in the log or trusted)
+    timestamped: int = 0  # checkpoints with a verified RFC 3161 timestamp (given tsa_roots)
 
     @property
     def uncovered(self) -> int:
@@ -416,6 +498,9 @@ def verify_log(
     *,
     name: str | None = None,
     trusted: Iterable[Checkpoint] = (),
+    tsa_roots: Iterable[x509.Certificate] | None = None,
+    tsa_intermediates: Iterable[x509.Certificate] = (),
+    tsa_skew: dt.timedelta = TIMESTAMP_SKEW,
 ) -> Verified:
     """Check a log file: every record against its leaf hash, every checkpoint's signature (by
     ``signer``'s document-signing certificate under ``roots``) and log ``name``, each
@@ -423,17 +508,34 @@ def verify_log(
     checkpoints kept outside the log (an auditor's copy, a published one): only those reveal
     records cut off after the last checkpoint the log still holds.
 
+    With ``tsa_roots`` (the TSA's CA certificates; ``tsa_intermediates`` if its replies lack
+    them), every stored RFC 3161 timestamp is checked too: signed by a TSA under those roots,
+    over exactly its checkpoint's token, and at a time not before the checkpoint's ``at`` less
+    ``tsa_skew``. Without them timestamps are not read (``timestamped`` is 0).
+
     Raises:
         LogTampered: the first problem found, with the record or checkpoint at fault.
         AuditUnavailable: the file cannot be read.
+        ValueError: ``tsa_roots`` is given but empty.
     """
     roots = list(roots)
+    stamps: list[tuple[int, object, object]] = []
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
         try:
             db.execute("BEGIN")  # one snapshot of a log that may be growing
             tokens = [(size, t) for size, t in db.execute("SELECT size, token FROM checkpoints")]
             rows = db.execute("SELECT seq, body, leaf FROM records ORDER BY seq").fetchall()
+            # Logs written before timestamps existed have no such table.
+            if (
+                tsa_roots is not None
+                and db.execute(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'timestamps'"
+                ).fetchone()
+            ):
+                stamps = db.execute(
+                    "SELECT size, reply, at FROM timestamps ORDER BY size"
+                ).fetchall()
             db.execute("COMMIT")
         finally:
             db.close()
@@ -474,7 +576,54 @@ def verify_log(
                 " (modified, deleted, inserted or reordered)"
             )
     covered = max((c.size for c, _ in everything), default=0)
-    return Verified(len(rows), len(stored), covered)
+    timestamped = 0
+    if tsa_roots is not None:
+        timestamped = _verify_timestamps(
+            stamps, stored, list(tsa_roots), list(tsa_intermediates), tsa_skew
+        )
+    return Verified(len(rows), len(stored), covered, timestamped)
+
+
+def _verify_timestamps(
+    stamps: Sequence[tuple[int, object, object]],
+    checkpoints: Sequence[Checkpoint],
+    tsa_roots: Sequence[x509.Certificate],
+    intermediates: Sequence[x509.Certificate],
+    skew: dt.timedelta,
+) -> int:
+    # Imported here: audit._timestamp's errors derive from this module's AuditError.
+    from audit._timestamp import TimestampInvalid, verify_timestamp
+
+    if not tsa_roots:
+        raise ValueError("tsa_roots: at least one CA certificate is needed")
+    by_size = {checkpoint.size: checkpoint for checkpoint in checkpoints}
+    for size, reply, at in stamps:
+        checkpoint = by_size.get(size)
+        if checkpoint is None:
+            raise LogTampered(f"a timestamp of checkpoint {size}, which the log does not hold")
+        if not isinstance(reply, bytes) or not isinstance(at, str):
+            raise LogTampered(f"the timestamp row of checkpoint {size} is malformed")
+        try:
+            stamped = verify_timestamp(
+                reply, checkpoint.token.encode(), tsa_roots, intermediates=intermediates
+            )
+        except TimestampInvalid as error:
+            raise LogTampered(f"the timestamp of checkpoint {size}: {error}") from None
+        if stamped < checkpoint.at - skew:
+            raise LogTampered(
+                f"checkpoint {size} says it was signed at {checkpoint.at.isoformat()}, but a TSA"
+                f" stamped it at {stamped.isoformat()}, before that"
+            )
+        try:
+            recorded = dt.datetime.fromisoformat(at)
+        except ValueError:
+            recorded = None
+        if recorded != stamped:
+            raise LogTampered(
+                f"the timestamp row of checkpoint {size} gives the time {at}; its reply stamped"
+                f" {stamped.isoformat()}"
+            )
+    return len(stamps)
 
 
 def verify_record(body: bytes, seq: int, proof: Sequence[bytes], checkpoint: Checkpoint) -> None:

@@ -12,14 +12,17 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 # What a record stands for.
 REQUEST = "request"  # allowed, written before the call goes to the backend
 OUTCOME = "outcome"  # how an allowed exchange ended
 REFUSAL = "refusal"  # refused, with its code
-KINDS = (REQUEST, OUTCOME, REFUSAL)
+CERTIFICATE = "certificate"  # a seal's certificate chain, recorded once, before seals using it
+KINDS = (REQUEST, OUTCOME, REFUSAL, CERTIFICATE)
+# Written whatever their value; other fields only when set.
+_ALWAYS = ("kind", "message_id", "role", "at", "method")
 
 
 def pseudonym(key: bytes, subject: str) -> str:
@@ -49,13 +52,33 @@ class ExchangeRecord:
     consent_id: str = ""
     status: str = ""
     duration_ms: float = 0.0
+    # The serial number (hex) of the TLS certificate the peer security server presented.
+    peer_certificate: str = ""
+    # The seals (compact JWS, see audit._seal) of the request and of the response, as received
+    # or made here, and the size of each direction's messages.
+    request_seal: str = ""
+    response_seal: str = ""
+    request_bytes: int = 0
+    response_bytes: int = 0
+    # A certificate record: the chain's leaf thumbprint (x5t#S256) and the chain (base64 DER).
+    thumbprint: str = ""
+    chain: tuple[str, ...] = ()
 
     def encode(self) -> bytes:
         """The record's canonical bytes (what the Merkle leaf hashes)."""
-        document: dict[str, Any] = asdict(self)
-        document["at"] = self.at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
-        document["reasons"] = list(self.reasons)
-        document["duration_ms"] = round(self.duration_ms, 3)
+        document: dict[str, Any] = {
+            "kind": self.kind,
+            "message_id": self.message_id,
+            "role": self.role,
+            "at": self.at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
+            "method": self.method,
+        }
+        for name in _OPTIONAL:
+            value = getattr(self, name)
+            if value:
+                document[name] = list(value) if isinstance(value, tuple) else value
+        if self.duration_ms:
+            document["duration_ms"] = round(self.duration_ms, 3)
         return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
 
     @staticmethod
@@ -66,4 +89,11 @@ class ExchangeRecord:
             raise ValueError("not an exchange record")
         document["at"] = dt.datetime.fromisoformat(document["at"])
         document["reasons"] = tuple(document.get("reasons", ()))
+        document["chain"] = tuple(document.get("chain", ()))
         return ExchangeRecord(**document)
+
+
+# Fields written only when set, in no particular order (the encoding sorts keys).
+_OPTIONAL = tuple(
+    field.name for field in fields(ExchangeRecord) if field.name not in (*_ALWAYS, "duration_ms")
+)

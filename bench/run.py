@@ -1,7 +1,7 @@
 """Pintu's benchmarks: run every suite, or the ones named, each rewriting its own section of
 docs/benchmarks.md.
 
-    python -m bench.run [--suite exchange|pki|policy|registry|consent]... [--rounds N]
+    python -m bench.run [--suite exchange|pki|policy|registry|consent|audit]... [--rounds N]
                         [--seconds S]
                         [--output FILE] [--enrollments N] [--crl-sizes 0,1000,...]
                         [--concurrency 1,8,32] [--members N] [--services N]
@@ -19,7 +19,9 @@ suites:
 * ``registry`` (bench.registry): the global configuration's snapshot at federation scale,
   built, verified and swapped, and the look-ups an exchange makes in it;
 * ``consent`` (bench.consent): consent checks in a replica and in the store, revocation
-  propagation to replicas, grant throughput on SQLite and PostgreSQL.
+  propagation to replicas, grant throughput on SQLite and PostgreSQL;
+* ``audit`` (bench.audit): the tamper-evident log: appends with group commit against a sync
+  per record, checkpoints, proofs and verification of a log of 10 million records.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import audit as audit_suite
 from bench import consent as consent_suite
 from bench import exchange
 from bench import pki as pki_suite
@@ -54,6 +57,7 @@ SUITES = {
     policy_suite.NAME: Suite(policy_suite.PolicyBenchSettings(), policy_suite.run),
     registry_suite.NAME: Suite(registry_suite.RegistryBenchSettings(), registry_suite.run),
     consent_suite.NAME: Suite(consent_suite.ConsentBenchSettings(), consent_suite.run),
+    audit_suite.NAME: Suite(audit_suite.AuditBenchSettings(), audit_suite.run),
 }
 # Settings fields and the options that set them.
 FLAGS = {
@@ -72,6 +76,10 @@ FLAGS = {
     "grants": "--grants",
     "gateways": "--gateways",
     "revocations": "--revocations",
+    "appenders": "--appenders",
+    "appends": "--appends",
+    "audit_records": "--audit-records",
+    "checkpoints": "--checkpoints",
 }
 
 
@@ -162,6 +170,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     consent_options.add_argument(
         "--revocations", type=_positive(int), help="revocations timed per round"
+    )
+    audit_options = parser.add_argument_group("audit suite")
+    audit_options.add_argument(
+        "--appenders", type=_counts(1), help="numbers of coroutines appending at once"
+    )
+    audit_options.add_argument(
+        "--appends", type=_positive(int), help="records appended per measurement"
+    )
+    audit_options.add_argument(
+        "--audit-records",
+        dest="audit_records",
+        type=_positive(int),
+        help="records in the large log (proofs, checkpoints, verification)",
+    )
+    audit_options.add_argument(
+        "--checkpoints", type=_positive(int), help="checkpoints signed per measurement"
     )
     return parser
 

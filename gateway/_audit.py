@@ -1,11 +1,18 @@
-"""The provider side's audit trail: a record of every exchange attempt in the tamper-evident log.
+"""A security server's audit trail: a record of every exchange attempt in its tamper-evident
+log, and the seals that let either side prove what was asked and answered.
 
-* an allowed exchange is recorded (``request``: client, its server, method, purpose, the
-  citizen's pseudonym, the policy decision id and the consent id) **before** anything goes to
-  the backend — if the record cannot be written the exchange is refused with
-  ``audit_unavailable`` — and its end (``outcome``: status, duration) after, in the
-  background;
-* a refused exchange is recorded (``refusal``: code, reasons, decision id) as it is refused.
+Both sides record, in their own log (``role``: ``consumer`` or ``provider``):
+
+* ``request`` — an exchange about to go on (client, servers, method, purpose, the citizen's
+  pseudonym; at the provider also the policy decision id, the consent id and the peer's
+  certificate serial), **durably before** it is forwarded: if it cannot be written the exchange
+  is refused with ``audit_unavailable``;
+* ``outcome`` — how it ended: status, duration, sizes and both seals (see :mod:`audit._seal`).
+  An answer is recorded **durably before** the caller sees its status; an exchange refused
+  midway is recorded in the background;
+* ``refusal`` — an exchange refused before it went on (code, reasons, decision id);
+* ``certificate`` — a seal's certificate chain, once, before the first record whose seal uses it,
+  so that evidence exported from the log verifies on its own.
 
 A checkpoint is signed every ``checkpoint_seconds`` when records were added since the last one,
 and when the security server stops.
@@ -14,36 +21,66 @@ and when the security server stops.
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
+import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 
+from cryptography import x509
+
+from audit import (
+    CERTIFICATE,
+    REFUSAL,
+    AuditError,
+    AuditLog,
+    ExchangeRecord,
+    Sealer,
+    SealVerifier,
+    pseudonym,
+)
 from audit import OUTCOME as OUTCOME_KIND
-from audit import REFUSAL, AuditError, AuditLog, ExchangeRecord, pseudonym
 from audit import REQUEST as REQUEST_KIND
 from gateway._errors import ErrorCode, GatewayError
 from gateway._settings import AuditSettings
 
 LOGGER = logging.getLogger("pintu.gateway")
-ROLE = "provider"
 
 
 class ExchangeAudit:
-    """Writes the provider side's records (see the module docstring)."""
+    """Writes one security server's records and holds its sealer (see the module docstring)."""
 
-    def __init__(self, settings: AuditSettings, name: str, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        settings: AuditSettings,
+        name: str,
+        clock: Callable[[], float],
+        trust_anchors: Callable[[], Sequence[x509.Certificate]],
+    ) -> None:
         self._settings = settings
         self._clock = clock
         try:
             self.log = AuditLog(settings.path, name, settings.signing_key, settings.signing_chain)
         except AuditError as error:
             raise GatewayError(ErrorCode.AUDIT_UNAVAILABLE, str(error)) from None
+        self.sealer = Sealer(settings.signing_key, settings.signing_chain)
+        self.verifier = SealVerifier(trust_anchors)
         latest = self.log.latest_checkpoint()
         # Records written after the newest checkpoint (before a crash) get one soon.
         self._checkpointed = latest.size if latest else 0
         self._task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Future[int]] = set()
+        # Thumbprints of the certificate chains already in the log (since this start).
+        self._chains: set[str] = set()
         self.failures = 0
+
+    def pseudonym(self, subject: str) -> str:
+        """The citizen's keyed pseudonym ("" for none)."""
+        return pseudonym(self._settings.pseudonym_key, subject)
+
+    def now(self) -> dt.datetime:
+        """The current time (the gateway's clock)."""
+        return dt.datetime.fromtimestamp(self._clock(), dt.UTC)
 
     def start(self) -> None:
         """Sign checkpoints in the background."""
@@ -54,7 +91,7 @@ class ExchangeAudit:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        await self.log.aclose(dt.datetime.fromtimestamp(self._clock(), dt.UTC))
+        await self.log.aclose(self.now())
 
     async def _checkpoints(self) -> None:
         while True:
@@ -66,7 +103,7 @@ class ExchangeAudit:
         if size == self._checkpointed:
             return
         try:
-            self.log.checkpoint(dt.datetime.fromtimestamp(self._clock(), dt.UTC))
+            self.log.checkpoint(self.now())
             self._checkpointed = size
         except AuditError as error:
             LOGGER.error(
@@ -75,21 +112,35 @@ class ExchangeAudit:
                 extra={"pintu_event": {"event": "audit_checkpoint_failed", "message": str(error)}},
             )
 
-    def _record(self, kind: str, message_id: str, method: str, **fields: object) -> bytes:
+    def _record(
+        self, kind: str, role: str, message_id: str, method: str, **fields: object
+    ) -> bytes:
         subject = str(fields.pop("subject_id", ""))
         return ExchangeRecord(
             kind=kind,
             message_id=message_id,
-            role=ROLE,
-            at=dt.datetime.fromtimestamp(self._clock(), dt.UTC),
+            role=role,
+            at=self.now(),
             method=method,
-            subject=pseudonym(self._settings.pseudonym_key, subject),
+            subject=self.pseudonym(subject),
             **fields,  # type: ignore[arg-type]
         ).encode()
+
+    async def _durably(self, body: bytes, what: str) -> None:
+        try:
+            await self.log.append(body)
+        except AuditError as error:
+            self.failures += 1
+            LOGGER.error("the audit log cannot be written: %s", error)
+            raise GatewayError(
+                ErrorCode.AUDIT_UNAVAILABLE,
+                f"this security server's audit log cannot be written; {what}",
+            ) from None
 
     async def request(
         self,
         *,
+        role: str,
         message_id: str,
         method: str,
         client: str,
@@ -97,16 +148,18 @@ class ExchangeAudit:
         provider: str,
         purpose: str,
         subject: str,
-        decision_id: str,
-        consent_id: str,
+        decision_id: str = "",
+        consent_id: str = "",
+        peer_certificate: str = "",
     ) -> None:
-        """Record an allowed exchange, durably, before it is forwarded.
+        """Record an exchange, durably, before it is forwarded.
 
         Raises:
             GatewayError: ``audit_unavailable``.
         """
         body = self._record(
             REQUEST_KIND,
+            role,
             message_id,
             method,
             client=client,
@@ -116,39 +169,115 @@ class ExchangeAudit:
             subject_id=subject,
             decision_id=decision_id,
             consent_id=consent_id,
+            peer_certificate=peer_certificate,
         )
-        try:
-            await self.log.append(body)
-        except AuditError as error:
-            self.failures += 1
-            LOGGER.error("the audit log cannot be written: %s", error)
-            raise GatewayError(
-                ErrorCode.AUDIT_UNAVAILABLE,
-                "the provider's audit log cannot be written; the exchange is refused",
-            ) from None
+        await self._durably(body, "the exchange is refused")
 
-    def outcome(self, message_id: str, method: str, status: str, duration: float) -> None:
-        """Record how an allowed exchange ended (in the background: the answer is not held up;
-        a failure is logged)."""
+    async def answer(
+        self,
+        *,
+        role: str,
+        message_id: str,
+        method: str,
+        status: str,
+        duration: float,
+        request_seal: str,
+        response_seal: str,
+        request_bytes: int,
+        response_bytes: int,
+        chains: Iterable[tuple[bytes, ...]],
+    ) -> None:
+        """Record an answer (its seals, with the certificate chains not yet in the log),
+        durably, before the caller sees its status.
+
+        Raises:
+            GatewayError: ``audit_unavailable``.
+        """
+        for chain in chains:
+            self._remember(role, chain)
         body = self._record(
-            OUTCOME_KIND, message_id, method, status=status, duration_ms=duration * 1000
+            OUTCOME_KIND,
+            role,
+            message_id,
+            method,
+            status=status,
+            duration_ms=duration * 1000,
+            request_seal=request_seal,
+            response_seal=response_seal,
+            request_bytes=request_bytes,
+            response_bytes=response_bytes,
+        )
+        await self._durably(body, "the answer is withheld")
+
+    def _remember(self, role: str, chain: tuple[bytes, ...]) -> None:
+        """Record a seal's certificate chain once (riding with the next durable write)."""
+        if not chain:
+            return
+        thumbprint = base64.urlsafe_b64encode(hashlib.sha256(chain[0]).digest()).rstrip(b"=")
+        key = thumbprint.decode()
+        if key in self._chains:
+            return
+        self._chains.add(key)
+        body = self._record(
+            CERTIFICATE,
+            role,
+            "",
+            "",
+            thumbprint=key,
+            chain=tuple(base64.b64encode(der).decode() for der in chain),
+        )
+        written = self.log.append_soon(body)
+
+        def done(future: asyncio.Future[int]) -> None:
+            if future.cancelled() or future.exception() is not None:
+                self._chains.discard(key)  # recorded again with a later seal
+
+        written.add_done_callback(done)
+
+    def outcome(
+        self,
+        *,
+        role: str,
+        message_id: str,
+        method: str,
+        status: str,
+        duration: float,
+        request_seal: str = "",
+        response_seal: str = "",
+        chains: Iterable[tuple[bytes, ...]] = (),
+    ) -> None:
+        """Record how an exchange refused midway ended (in the background: the refusal is
+        answered either way; a failure is logged)."""
+        for chain in chains:
+            self._remember(role, chain)
+        body = self._record(
+            OUTCOME_KIND,
+            role,
+            message_id,
+            method,
+            status=status,
+            duration_ms=duration * 1000,
+            request_seal=request_seal,
+            response_seal=response_seal,
         )
         self._later(body, f"the outcome of {message_id}")
 
     def refusal(
         self,
         *,
+        role: str,
         message_id: str,
         method: str,
         client: str,
         provider: str,
         code: str,
-        reasons: tuple[str, ...],
-        decision_id: str,
+        reasons: tuple[str, ...] = (),
+        decision_id: str = "",
     ) -> None:
         """Record a refusal (in the background: the refusal is answered either way)."""
         body = self._record(
             REFUSAL,
+            role,
             message_id,
             method[:300],
             client=client,
@@ -157,7 +286,6 @@ class ExchangeAudit:
             reasons=reasons,
             decision_id=decision_id,
         )
-
         self._later(body, "a refusal")
 
     def _later(self, body: bytes, what: str) -> None:

@@ -24,6 +24,8 @@ import grpc.aio
 from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from audit import Digest
+from gateway._audit import ExchangeAudit
 from gateway._channels import PeerChannels
 from gateway._configuration import CurrentConfiguration
 from gateway._errors import (
@@ -49,7 +51,8 @@ from gateway._metadata import (
     pairs,
     read_agency_metadata,
 )
-from gateway._relay import CallerGone, RequestStream, own_staple, relay
+from gateway._relay import CallerGone, RequestPump, own_staple, relay
+from gateway._seals import CONSUMER, ConsumerSeals, new_marker
 from gateway._settings import GatewaySettings
 from pki import CertificateIdentityError, CertificateKeeper, StatusRefused, identity_from_uris
 from proto import IdentifierError, MethodPath
@@ -115,7 +118,9 @@ class ConsumerSide:
         peers: PeerChannels,
         keeper: CertificateKeeper,
         clock: Callable[[], float] = time.time,
+        audit: ExchangeAudit | None = None,
     ) -> None:
+        self._audit = audit
         self._settings = settings
         self._configuration = configuration
         self._peers = peers
@@ -142,6 +147,7 @@ class ConsumerSide:
     ) -> None:
         message_id = new_message_id()
         request: AgencyRequest | None = None
+        seals: ConsumerSeals | None = None
         try:
             try:
                 MethodPath.parse(method)
@@ -163,24 +169,51 @@ class ConsumerSide:
                 )
             staple = own_staple(self._keeper)
             channel = await self._peers.channel(request.provider, context.time_remaining())
-            header = self._header(message_id, method, request, staple)
-            outgoing = (*request.passthrough, (EXCHANGE_HEADER_KEY, header))
-            stream = RequestStream(requests, self._limit)
+            audit = self._audit
+            header = self._header(message_id, method, request, staple, audit is not None)
+            outgoing = (*request.passthrough, (EXCHANGE_HEADER_KEY, header.SerializeToString()))
+            finish = None
+            if audit is None:
+                pump = RequestPump(requests, self._limit)
+            else:
+                await audit.request(
+                    role=CONSUMER,
+                    message_id=message_id,
+                    method=method,
+                    client=str(request.client),
+                    client_server=str(self._settings.server),
+                    provider=str(request.provider),
+                    purpose=request.purpose,
+                    subject=request.subject,
+                )
+                seals = ConsumerSeals(audit, header, request.provider.member, self._clock)
+                pump = RequestPump(requests, self._limit, seal=seals.seal_request)
+                finish = functools.partial(self._finish, seals, pump)
             call = channel.stream_stream(method, None, None)(
-                stream.messages(), metadata=outgoing, timeout=context.time_remaining()
+                None, metadata=outgoing, timeout=context.time_remaining()
             )
-            await relay(
-                call,
-                stream,
-                context,
-                self._limit,
-                ((MESSAGE_ID_KEY, message_id),),
-                _classify,
-                _from_provider,
-                check_initial=self._check_provider_status,
-            )
+            try:
+                await relay(
+                    call,
+                    pump,
+                    context,
+                    self._limit,
+                    ((MESSAGE_ID_KEY, message_id),),
+                    _classify,
+                    _from_provider,
+                    check_initial=self._check_provider_status,
+                    finish=finish,
+                )
+            except GatewayError as error:
+                if seals is not None:
+                    seals.record_end(error.code.label)
+                raise
+            except CallerGone:
+                if seals is not None:
+                    seals.record_end("CALLER_GONE")
+                raise
         except GatewayError as error:
-            self._refuse(context, error, message_id, method, request)
+            self._refuse(context, error, message_id, method, request, seals is not None)
         except CallerGone:
             LOGGER.debug("exchange ended: the caller is gone")
         except Exception:
@@ -188,7 +221,7 @@ class ConsumerSide:
             internal = GatewayError(
                 ErrorCode.INTERNAL_ERROR, "unexpected error; see the gateway log"
             )
-            self._refuse(context, internal, message_id, method, request)
+            self._refuse(context, internal, message_id, method, request, seals is not None)
 
     def _authorize(
         self,
@@ -235,7 +268,22 @@ class ConsumerSide:
         except StatusRefused as error:
             raise status_refusal(error) from None
 
-    def _header(self, message_id: str, method: str, request: AgencyRequest, staple: bytes) -> bytes:
+    @staticmethod
+    async def _finish(
+        seals: ConsumerSeals, pump: RequestPump, status: str, trailers: Metadata, response: Digest
+    ) -> Metadata:
+        """The provider answered: check its seal and record the answer (a refusal by the
+        provider's security server carries no seal; it is recorded as such)."""
+        code = next((value for key, value in trailers if key == ERROR_CODE_KEY), None)
+        if code is not None:
+            seals.record_end(code if isinstance(code, str) else "refused")
+            return ()
+        await seals.finish(status, trailers, response, pump)
+        return ()
+
+    def _header(
+        self, message_id: str, method: str, request: AgencyRequest, staple: bytes, sealed: bool
+    ) -> exchange_pb2.ExchangeHeader:
         created = Timestamp()
         created.FromNanoseconds(int(self._clock() * 1e9))
         return exchange_pb2.ExchangeHeader(
@@ -251,7 +299,8 @@ class ConsumerSide:
             created_at=created,
             consumer_server=self._settings.server.to_proto(),
             ocsp_response=staple,
-        ).SerializeToString()
+            seal_marker=new_marker() if sealed else b"",
+        )
 
     def _refuse(
         self,
@@ -260,6 +309,7 @@ class ConsumerSide:
         message_id: str,
         method: str,
         request: AgencyRequest | None,
+        recorded: bool,
     ) -> None:
         log_refusal(
             error,
@@ -270,6 +320,15 @@ class ConsumerSide:
             provider=str(request.provider) if request else "",
             peer=context.peer(),
         )
+        if self._audit is not None and not recorded:
+            self._audit.refusal(
+                role=CONSUMER,
+                message_id=message_id,
+                method=method,
+                client=str(request.client) if request else "",
+                provider=str(request.provider) if request else "",
+                code=error.code.label,
+            )
         context.set_code(error.code.status)
         context.set_details(error.message)
         context.set_trailing_metadata(refusal_trailers(error, Origin.CONSUMER_GATEWAY, message_id))

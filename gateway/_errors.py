@@ -199,8 +199,20 @@ class ErrorCode(enum.Enum):
     AUDIT_UNAVAILABLE = (
         "audit_unavailable",
         _S.UNAVAILABLE,
-        "The provider's audit log cannot be written, so the exchange is refused before it "
-        "reaches the backend.",
+        "A security server's audit log cannot be written, so the exchange is refused: before "
+        "it reaches the backend, or before the answer reaches the caller.",
+    )
+    SIGNATURE_MISSING = (
+        "signature_missing",
+        _S.UNAUTHENTICATED,
+        "The request (at the provider's security server) or the response (at the consumer's) "
+        "came without the sending security server's seal.",
+    )
+    SIGNATURE_INVALID = (
+        "signature_invalid",
+        _S.UNAUTHENTICATED,
+        "A seal does not verify: forged, by another member's key, with a certificate that is "
+        "not a valid signing certificate, or over other content than was exchanged.",
     )
     CONSENT_STATE_STALE = (
         "consent_state_stale",

@@ -47,6 +47,8 @@ EXCHANGE_HEADER_KEY: Final = "pintu-exchange-bin"
 MESSAGE_ID_KEY: Final = "pintu-message-id"
 # The provider security server's stapled OCSP response, in its response headers.
 OCSP_KEY: Final = "pintu-ocsp-bin"
+# The provider security server's seal on its answer (a serialized pintu.v1.Seal), in trailers.
+SEAL_KEY: Final = "pintu-seal-bin"
 
 _REQUIRED: Final = (CLIENT_KEY, PROVIDER_KEY, PURPOSE_KEY)
 _PARSERS: Final[dict[str, Callable[[object], object]]] = {

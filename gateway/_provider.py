@@ -18,6 +18,7 @@ Steps for every call on the peer listener (mTLS, the federation's CA):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import functools
 import hashlib
@@ -30,6 +31,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from google.protobuf.message import DecodeError
 
+from audit import Digest
 from gateway._audit import ExchangeAudit
 from gateway._channels import BackendChannels
 from gateway._configuration import CurrentConfiguration
@@ -50,7 +52,8 @@ from gateway._metadata import (
 )
 from gateway._metaservices import LIST_ALLOWED_SERVICES, service_info
 from gateway._policy import Authorizer
-from gateway._relay import CallerGone, RequestStream, own_staple, relay
+from gateway._relay import CallerGone, RequestPump, own_staple, relay
+from gateway._seals import MARKER_BYTES, PROVIDER, ProviderSeals
 from gateway._settings import GatewaySettings, LocalService
 from pki import CertificateIdentityError, CertificateKeeper, StatusRefused, identity_from_uris
 from proto import (
@@ -67,12 +70,28 @@ from registry import GlobalConfiguration, Service
 
 _MESSAGE_ID_LENGTH = 32
 _SERIAL_CACHE = 4096
+# A refused request's messages read before the refusal is sent, at most.
+_DRAIN_SECONDS = 0.5
+_DRAIN_MESSAGES = 16
+
+
+async def _drain(requests: AsyncIterator[bytes]) -> None:
+    """Read what the consumer's security server still sends of a refused request (within
+    bounds), so that its last writes do not race the refusal: gRPC reports a message written
+    after the call ended as an internal error in place of the refusal."""
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(_DRAIN_SECONDS):
+            count = 0
+            async for _ in requests:
+                count += 1
+                if count >= _DRAIN_MESSAGES:
+                    break
 
 
 class _Exchange:
     """What the provider side learnt about one exchange, for its refusal and its log."""
 
-    __slots__ = ("client", "message_id", "peer", "provider", "recorded")
+    __slots__ = ("client", "forwarding", "message_id", "peer", "provider", "recorded")
 
     def __init__(self) -> None:
         self.message_id = ""
@@ -81,6 +100,8 @@ class _Exchange:
         self.provider = ""
         # Whether the exchange's request was recorded (its outcome then says how it ended).
         self.recorded = False
+        # Whether the request messages went on their way to the backend.
+        self.forwarding = False
 
 
 class ProviderSide:
@@ -172,9 +193,17 @@ class ProviderSide:
             )
             audit = self._audit
             if audit is None:
+                seen.forwarding = True
                 await self._forward(service, header, metadata, requests, context)
                 return
+            if not header.seal_marker:
+                raise GatewayError(
+                    ErrorCode.SIGNATURE_MISSING,
+                    "the request is not sealed: the consumer's security server must seal it",
+                    EXCHANGE_HEADER_KEY,
+                )
             await audit.request(
+                role=PROVIDER,
                 message_id=header.message_id,
                 method=method,
                 client=seen.client,
@@ -184,14 +213,15 @@ class ProviderSide:
                 subject=header.subject,
                 decision_id=authorization.decision.decision_id,
                 consent_id=authorization.consent_id,
+                peer_certificate=f"{serial:x}",
             )
             seen.recorded = True
-            started = self._clock()
+            seals = ProviderSeals(audit, header, client.member, self._clock)
             status = "UNKNOWN"
             try:
-                await self._forward(service, header, metadata, requests, context)
-                code = context.code()
-                status = "OK" if code is None else getattr(code, "name", str(code))
+                seen.forwarding = True
+                await self._forward(service, header, metadata, requests, context, seals)
+                status = "ANSWERED"
             except GatewayError as error:
                 status = error.code.label
                 raise
@@ -199,8 +229,10 @@ class ProviderSide:
                 status = "CALLER_GONE"
                 raise
             finally:
-                audit.outcome(header.message_id, method, status, self._clock() - started)
+                seals.record_end(status)
         except GatewayError as error:
+            if not seen.forwarding:
+                await _drain(requests)
             self._refuse(context, error, method, seen)
         except CallerGone:
             LOGGER.debug("exchange ended: the caller is gone")
@@ -301,6 +333,8 @@ class ProviderSide:
             raise invalid("message_id must be 32 lowercase hex digits")
         if header.method != method:
             raise invalid("method differs from the call's method")
+        if header.seal_marker and len(header.seal_marker) != MARKER_BYTES:
+            raise invalid(f"seal_marker must be {MARKER_BYTES} bytes")
         if SecurityServerId.from_proto(header.consumer_server) != peer:
             raise invalid("consumer_server differs from the TLS peer")
         SubsystemId.from_proto(header.client)
@@ -398,6 +432,7 @@ class ProviderSide:
         metadata: Metadata,
         requests: AsyncIterator[bytes],
         context: grpc.aio.ServicerContext[Any, Any],
+        seals: ProviderSeals | None = None,
     ) -> None:
         verified: list[tuple[str, str | bytes]] = [
             (CLIENT_KEY, str(SubsystemId.from_proto(header.client))),
@@ -442,19 +477,32 @@ class ProviderSide:
             return None
 
         staple = own_staple(self._keeper)
-        stream = RequestStream(requests, self._limit)
+        pump = RequestPump(
+            requests,
+            self._limit,
+            marker=header.seal_marker,
+            read_seal=seals.read_request_seal if seals is not None else None,
+        )
+        finish = None
+        if seals is not None:
+            sealing = seals
+
+            async def finish(status: str, _: Metadata, response: Digest) -> Metadata:
+                return await sealing.finish(status, response, pump, context.time_remaining())
+
         call = channel.stream_stream(header.method, None, None)(
-            stream.messages(), metadata=(*passthrough(metadata), *verified), timeout=timeout
+            None, metadata=(*passthrough(metadata), *verified), timeout=timeout
         )
         await relay(
             call,
-            stream,
+            pump,
             context,
             self._limit,
             ((MESSAGE_ID_KEY, header.message_id),),
             classify,
             response_passthrough,
             extra_initial=((OCSP_KEY, staple),),
+            finish=finish,
         )
 
     def _refuse(
@@ -475,6 +523,7 @@ class ProviderSide:
         )
         if self._audit is not None and not seen.recorded:
             self._audit.refusal(
+                role=PROVIDER,
                 message_id=seen.message_id,
                 method=method,
                 client=seen.client,

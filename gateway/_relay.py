@@ -7,12 +7,14 @@ stream-stream, which carries all four RPC kinds unchanged (gRPC does not mark th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 import grpc
 import grpc.aio
 
+from audit import Digest
 from gateway._errors import ErrorCode, GatewayError
 from gateway._metadata import Metadata, pairs
 from pki import CertificateKeeper
@@ -26,29 +28,135 @@ Classifier = Callable[[grpc.aio.AioRpcError], GatewayError | None]
 Cleaner = Callable[[Iterable[tuple[str, str | bytes]]], Metadata]
 
 
-class RequestStream:
-    """The caller's request messages, checked against the size limit on their way out."""
+# Called when the far side answered (OK or its own status): the status name, the far side's
+# trailers and the digest of its responses in, extra trailers for the caller out (e.g. a seal).
+# It may refuse the answer.
+Finisher = Callable[[str, Metadata, Digest], Awaitable[Metadata]]
+# Called for the marked last message (a seal) and, with None, at the end of the messages.
+SealReader = Callable[[bytes | None, Digest], None]
 
-    __slots__ = ("_limit", "_source", "oversized")
 
-    def __init__(self, source: AsyncIterator[bytes], limit: int) -> None:
+class RequestPump:
+    """Moves the caller's request messages to the outgoing call, checking each against the size
+    limit and adding it to the request's running digest.
+
+    * ``seal``: called at the end of the messages with the digest; what it returns is written
+      last (the consumer's sealed statement), before the call's end of requests;
+    * ``marker`` and ``read_seal``: a message that starts with ``marker`` is the sender's seal,
+      handed to ``read_seal`` and not passed on; ``read_seal(None, ...)`` at the end lets it
+      insist on one. The far side sees the end of the requests only after ``read_seal``
+      accepted it.
+
+    A refusal (``failure``) cancels the outgoing call; :func:`relay` reports it.
+    """
+
+    __slots__ = (
+        "_limit",
+        "_marker",
+        "_read_seal",
+        "_seal",
+        "_source",
+        "_task",
+        "digest",
+        "failure",
+    )
+
+    def __init__(
+        self,
+        source: AsyncIterator[bytes],
+        limit: int,
+        *,
+        seal: Callable[[Digest], bytes] | None = None,
+        marker: bytes = b"",
+        read_seal: SealReader | None = None,
+    ) -> None:
         self._source = source
         self._limit = limit
-        self.oversized = 0
+        self._seal = seal
+        self._marker = marker
+        self._read_seal = read_seal
+        self.digest = Digest()
+        self.failure: GatewayError | None = None
+        self._task: asyncio.Task[None] | None = None
 
-    async def messages(self) -> AsyncIterator[bytes]:
-        """The checked messages, for the outgoing call."""
+    def start(self, call: grpc.aio.StreamStreamCall[bytes, bytes]) -> None:
+        """Pump every request message into ``call``, in a task beside :func:`relay`."""
+        self._task = asyncio.create_task(self._run(call), name="request pump")
+
+    def stop(self) -> None:
+        """Stop pumping (the exchange is over)."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    async def finished(self, seconds: float) -> None:
+        """Wait until every request message was read, at most ``seconds``.
+
+        Raises:
+            GatewayError: the pump's refusal, or ``signature_missing`` when the requests did not
+                end in time (the caller never closed its side).
+        """
+        if self._task is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), seconds)
+        except TimeoutError:
+            raise GatewayError(
+                ErrorCode.SIGNATURE_MISSING,
+                f"the request did not end (with its seal) within {seconds:g} s of the answer",
+            ) from None
+        if self.failure is not None:
+            raise self.failure
+
+    async def _run(self, call: grpc.aio.StreamStreamCall[bytes, bytes]) -> None:
+        try:
+            await self._pump(call)
+        except GatewayError as error:
+            self.failure = error
+            call.cancel()
+
+    async def _pump(self, call: grpc.aio.StreamStreamCall[bytes, bytes]) -> None:
+        marker, sealed, open_ = self._marker, False, True
         async for message in self._source:
+            if marker and message.startswith(marker):
+                if sealed:
+                    raise GatewayError(ErrorCode.SIGNATURE_INVALID, "the request is sealed twice")
+                if self._read_seal is not None:
+                    self._read_seal(message[len(marker) :], self.digest)
+                sealed = True
+                continue
+            if sealed:
+                raise GatewayError(ErrorCode.SIGNATURE_INVALID, "a request message after its seal")
             if len(message) > self._limit:
-                # Raising here makes gRPC cancel the outgoing call; `relay` reports the cause.
-                self.oversized = len(message)
-                raise GatewayError(ErrorCode.MESSAGE_TOO_LARGE, "request message too large")
-            yield message
+                raise GatewayError(
+                    ErrorCode.MESSAGE_TOO_LARGE,
+                    f"request message of {len(message)} bytes exceeds the limit of {self._limit}",
+                )
+            self.digest.update(message)
+            # Once the far side has ended the call, the rest is only read (for its seal).
+            open_ = open_ and await _write(call, message)
+        if self._read_seal is not None and not sealed:
+            self._read_seal(None, self.digest)
+        if self._seal is not None:
+            open_ = open_ and await _write(call, self._seal(self.digest))
+        if open_ and not call.done():
+            with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                await call.done_writing()
+
+
+async def _write(call: grpc.aio.StreamStreamCall[bytes, bytes], message: bytes) -> bool:
+    """Write one message; False when the call has ended."""
+    if call.done():
+        return False
+    try:
+        await call.write(message)
+    except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+        return False
+    return True
 
 
 async def relay(
     call: grpc.aio.StreamStreamCall[bytes, bytes],
-    requests: RequestStream,
+    requests: RequestPump,
     context: grpc.aio.ServicerContext[Any, Any],
     limit: int,
     trailers: Metadata,
@@ -57,15 +165,20 @@ async def relay(
     *,
     extra_initial: Metadata = (),
     check_initial: Callable[[Metadata], None] | None = None,
-) -> None:
-    """Relay ``call``'s responses, metadata and status to ``context``.
+    finish: Finisher | None = None,
+) -> Digest:
+    """Relay ``call``'s responses, metadata and status to ``context`` while ``requests`` pumps
+    the caller's messages into it; the digest of the responses relayed.
 
     The outgoing call is cancelled whenever the relay stops early (the caller cancelled, a limit
-    was hit, the gateway is stopping), so cancellation reaches the far side.
+    was hit, the gateway is stopping), so cancellation reaches the far side. ``finish`` sees the
+    far side's answer before the caller does.
 
     Raises:
         GatewayError: a refusal the caller must see with a Pintu code.
     """
+    digest = Digest()
+    requests.start(call)
     try:
         initial = pairs(await call.initial_metadata())
         if check_initial is not None and not (call.done() and await call.code() != _OK):
@@ -83,26 +196,32 @@ async def relay(
                     ErrorCode.MESSAGE_TOO_LARGE,
                     f"response message of {len(message)} bytes exceeds the limit of {limit}",
                 )
+            digest.update(message)
             await _deliver(context.write(message))
-        context.set_trailing_metadata(clean(pairs(await call.trailing_metadata())) + trailers)
+        far = pairs(await call.trailing_metadata())
+        own = await finish(_OK.name, far, digest) if finish is not None else ()
+        context.set_trailing_metadata(clean(far) + trailers + own)
     except grpc.aio.AioRpcError as failure:
+        if requests.failure is not None:
+            raise requests.failure from None
         refusal = classify(failure)
         if refusal is not None:
             raise refusal from None
+        far = pairs(failure.trailing_metadata())
+        own = await finish(failure.code().name, far, digest) if finish is not None else ()
         context.set_code(failure.code())
         context.set_details(failure.details() or "")
-        context.set_trailing_metadata(clean(pairs(failure.trailing_metadata())) + trailers)
+        context.set_trailing_metadata(clean(far) + trailers + own)
     except asyncio.CancelledError:
         task = asyncio.current_task()
-        if requests.oversized and task is not None and not task.cancelling():
-            raise GatewayError(
-                ErrorCode.MESSAGE_TOO_LARGE,
-                f"request message of {requests.oversized} bytes exceeds the limit of {limit}",
-            ) from None
+        if requests.failure is not None and task is not None and not task.cancelling():
+            raise requests.failure from None
         raise
     finally:
         if not call.done():
             call.cancel()
+        requests.stop()
+    return digest
 
 
 class CallerGone(Exception):

@@ -260,7 +260,9 @@ class SecurityServer:
         self._source_started = True
         if settings.audit is not None:
             try:
-                self.audit = ExchangeAudit(settings.audit, str(settings.server), self._clock)
+                self.audit = ExchangeAudit(
+                    settings.audit, str(settings.server), self._clock, _roots_of(keeper)
+                )
             except GatewayError as error:
                 await self.stop(0)
                 raise SettingsError("audit.log", error.message) from None
@@ -303,7 +305,9 @@ class SecurityServer:
         self._backends = BackendChannels(
             {service.backend for service in settings.services.values()}, limits
         )
-        consumer = ConsumerSide(settings, current, self._peers, keeper, self._clock)
+        consumer = ConsumerSide(
+            settings, current, self._peers, keeper, self._clock, audit=self.audit
+        )
         metaservices = Metaservices(current)
         for configured in settings.agency_listeners:
             self._listeners.append(
@@ -465,3 +469,20 @@ def security_server(
 ) -> SecurityServer:
     """A security server built from ``settings``; ``clock`` gives the time in seconds."""
     return SecurityServer(settings, clock)
+
+
+def _roots_of(keeper: CertificateKeeper) -> Callable[[], list[x509.Certificate]]:
+    """The keeper's trust anchors, parsed again only when they change (the same list object
+    meanwhile: a seal verifier keeps what it checked against it)."""
+    parsed: list[x509.Certificate] = []
+    seen: list[bytes] = [b""]
+
+    def roots() -> list[x509.Certificate]:
+        nonlocal parsed
+        pem = keeper.identity.trust_anchors
+        if pem is not seen[0]:
+            parsed = x509.load_pem_x509_certificates(pem)
+            seen[0] = pem
+        return parsed
+
+    return roots

@@ -140,10 +140,27 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         help="checkpoints kept outside the log (pintu audit checkpoint), one per line",
     )
+    audit_verify.add_argument(
+        "--tsa-roots", type=Path, help="check the checkpoints' RFC 3161 timestamps (TSA roots, PEM)"
+    )
     audit_checkpoint = audit_actions.add_parser(
         "checkpoint", help="print the log's newest signed checkpoint, to keep outside it"
     )
     audit_checkpoint.add_argument("log", type=Path)
+    prove = audit_actions.add_parser(
+        "prove", help="export the evidence of one exchange (records, proofs, seals) as JSON"
+    )
+    prove.add_argument("message_id", help="the exchange's pintu-message-id")
+    prove.add_argument(
+        "--log", type=Path, default=Path("audit.db"), help="the log file (default: audit.db)"
+    )
+    prove.add_argument("--out", type=Path, help="write here (default: standard output)")
+    evidence = audit_actions.add_parser("verify-evidence", help="check an evidence file offline")
+    evidence.add_argument("file", type=Path, help="the evidence (pintu audit prove)")
+    evidence.add_argument("--roots", type=Path, required=True, help="federation roots (PEM)")
+    evidence.add_argument(
+        "--signer", required=True, help="the member whose security server kept the log"
+    )
     policy = commands.add_parser("policy", help="the exchange policies")
     policy_actions = policy.add_subparsers(dest="action", required=True, metavar="ACTION")
     policy_test = policy_actions.add_parser("test", help="run every *_test.rego's cases")
@@ -367,9 +384,12 @@ def _audit_verify(options: argparse.Namespace) -> int:
         tokens = options.trusted.read_text().split() if options.trusted else []
     except OSError as error:
         raise ConfigError(f"--trusted: {error.strerror}") from None
+    tsa_roots = load_certificates(options.tsa_roots) if options.tsa_roots else None
     try:
         trusted = [Checkpoint.verified(token, roots, member) for token in tokens]
-        verified = verify_log(log, roots, member, name=options.log_name, trusted=trusted)
+        verified = verify_log(
+            log, roots, member, name=options.log_name, trusted=trusted, tsa_roots=tsa_roots
+        )
     except AuditError as error:
         print(f"pintu: error [{error.code}]: {log}: {error}", file=sys.stderr)
         return 1
@@ -377,7 +397,85 @@ def _audit_verify(options: argparse.Namespace) -> int:
         f"{log}: {verified.records} records, {verified.checkpoints} checkpoints signed by"
         f" {member}; the first {verified.covered} records are fixed by the last checkpoint"
         + (f", {verified.uncovered} written since" if verified.uncovered else "")
+        + (
+            f"; {verified.timestamped} of {verified.checkpoints} checkpoints timestamped"
+            if tsa_roots is not None
+            else ""
+        )
     )
+    return 0
+
+
+def _audit_prove(options: argparse.Namespace) -> int:
+    """Export the evidence of one exchange."""
+    import json
+
+    from audit import AuditError, prove
+    from pintu._errors import ConfigError
+
+    if not options.log.is_file():
+        raise ConfigError(f"{options.log}: no such file")
+    try:
+        document = prove(options.log, options.message_id)
+    except AuditError as error:
+        print(f"pintu: error [{error.code}]: {error}", file=sys.stderr)
+        return 1
+    text = json.dumps(document, indent=2) + "\n"
+    if options.out is None:
+        sys.stdout.write(text)
+    else:
+        options.out.write_text(text)
+        print(f"evidence of {options.message_id} written to {options.out}")
+    return 0
+
+
+def _audit_verify_evidence(options: argparse.Namespace) -> int:
+    """Check an evidence file offline; print what it proves."""
+    import json
+
+    from audit import AuditError, verify_evidence
+    from pintu._errors import ConfigError
+    from pki import load_certificates
+    from proto import IdentifierError, MemberId
+
+    try:
+        member = MemberId.parse(options.signer)
+    except IdentifierError as error:
+        raise ConfigError(f"--signer: {error}") from None
+    try:
+        document = json.loads(options.file.read_text())
+    except OSError as error:
+        raise ConfigError(f"{options.file}: {error.strerror}") from None
+    except ValueError:
+        print(f"pintu: error [evidence_invalid]: {options.file}: not JSON", file=sys.stderr)
+        return 1
+    roots = load_certificates(options.roots)
+    try:
+        if not isinstance(document, dict):
+            raise ValueError
+        evidence = verify_evidence(document, roots, member)
+    except (AuditError, ValueError) as error:
+        code = getattr(error, "code", "evidence_invalid")
+        print(f"pintu: error [{code}]: {options.file}: {error}", file=sys.stderr)
+        return 1
+    print(
+        f"{options.file}: {len(evidence.records)} records of exchange {evidence.message_id} are"
+        f" in log {evidence.log} (checkpoint of {evidence.checkpoint_size} records, signed by"
+        f" {member})"
+    )
+    if evidence.request is not None:
+        print(
+            f"request sealed by {evidence.request_signer}: {evidence.request['client']} asked"
+            f" {evidence.request['provider']} {evidence.request['method']} for purpose"
+            f" {evidence.request['purpose']} ({evidence.request['messages']} messages,"
+            f" {evidence.request['bytes']} bytes, SHA-256 {evidence.request['digest']})"
+        )
+    if evidence.response is not None:
+        print(
+            f"answer sealed by {evidence.response_signer}: status {evidence.response['status']}"
+            f" ({evidence.response['messages']} messages, {evidence.response['bytes']} bytes,"
+            f" SHA-256 {evidence.response['digest']})"
+        )
     return 0
 
 
@@ -772,6 +870,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _consent_command(options)
         if options.command == "audit" and options.action == "checkpoint":
             return _audit_checkpoint(options.log)
+        if options.command == "audit" and options.action == "prove":
+            return _audit_prove(options)
+        if options.command == "audit" and options.action == "verify-evidence":
+            return _audit_verify_evidence(options)
         if options.command == "audit":
             return _audit_verify(options)
         if options.command == "policy":

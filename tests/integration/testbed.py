@@ -318,8 +318,8 @@ class ThrowawayPki:
         )
 
     def audit_settings(self, member: MemberId, path: Path) -> AuditSettings:
-        """A provider's audit log at ``path``: checkpoints signed with a document-signing
-        certificate of ``member`` from this CA, every 0.2 s."""
+        """A security server's audit log at ``path``: seals and checkpoints signed with a
+        document-signing certificate of ``member`` from this CA, every 0.2 s."""
         key = pki.generate_key()
         certificate = self.ca.issue_signing_certificate(
             member, key.public_key(), now=self.now, lifetime=dt.timedelta(days=1)
@@ -697,6 +697,9 @@ async def build_testbed(
             },
             limits=limits,
             metrics_address="127.0.0.1:0" if metrics else None,
+            audit=test_pki.audit_settings(A, consumer_pki.key_path.parent / "audit.db")
+            if audit
+            else None,
         ),
         clock=consumer_clock,
     )

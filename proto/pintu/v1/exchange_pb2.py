@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from proto.pintu.v1 import identifiers_pb2 as proto_dot_pintu_dot_v1_dot_identifiers__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dproto/pintu/v1/exchange.proto\x12\x08pintu.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a proto/pintu/v1/identifiers.proto\"\xd0\x02\n\x0e\x45xchangeHeader\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12%\n\x06\x63lient\x18\x03 \x01(\x0b\x32\x15.pintu.v1.SubsystemId\x12\'\n\x08provider\x18\x04 \x01(\x0b\x32\x15.pintu.v1.SubsystemId\x12\x0e\n\x06method\x18\x05 \x01(\t\x12\x0f\n\x07purpose\x18\x06 \x01(\t\x12\x0f\n\x07subject\x18\x07 \x01(\t\x12\x0c\n\x04user\x18\x08 \x01(\t\x12\r\n\x05issue\x18\t \x01(\t\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0f\x63onsumer_server\x18\x0b \x01(\x0b\x32\x1a.pintu.v1.SecurityServerId\x12\x15\n\rocsp_response\x18\x0c \x01(\x0c\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dproto/pintu/v1/exchange.proto\x12\x08pintu.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a proto/pintu/v1/identifiers.proto\"\xe5\x02\n\x0e\x45xchangeHeader\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12%\n\x06\x63lient\x18\x03 \x01(\x0b\x32\x15.pintu.v1.SubsystemId\x12\'\n\x08provider\x18\x04 \x01(\x0b\x32\x15.pintu.v1.SubsystemId\x12\x0e\n\x06method\x18\x05 \x01(\t\x12\x0f\n\x07purpose\x18\x06 \x01(\t\x12\x0f\n\x07subject\x18\x07 \x01(\t\x12\x0c\n\x04user\x18\x08 \x01(\t\x12\r\n\x05issue\x18\t \x01(\t\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0f\x63onsumer_server\x18\x0b \x01(\x0b\x32\x1a.pintu.v1.SecurityServerId\x12\x15\n\rocsp_response\x18\x0c \x01(\x0c\x12\x13\n\x0bseal_marker\x18\r \x01(\x0c\"$\n\x04Seal\x12\r\n\x05token\x18\x01 \x01(\t\x12\r\n\x05\x63hain\x18\x02 \x03(\x0c\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,5 +34,7 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'proto.pintu.v1.exchange_pb2
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_EXCHANGEHEADER']._serialized_start=111
-  _globals['_EXCHANGEHEADER']._serialized_end=447
+  _globals['_EXCHANGEHEADER']._serialized_end=468
+  _globals['_SEAL']._serialized_start=470
+  _globals['_SEAL']._serialized_end=506
 # @@protoc_insertion_point(module_scope)

@@ -9,9 +9,11 @@ see it: they send `pintu-*` text metadata to their own gateway, and the provider
 the verified values as text metadata from the provider gateway.
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 from proto.pintu.v1 import identifiers_pb2 as _identifiers_pb2
 import builtins as _builtins
 import sys
@@ -40,6 +42,7 @@ class ExchangeHeader(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     CONSUMER_SERVER_FIELD_NUMBER: _builtins.int
     OCSP_RESPONSE_FIELD_NUMBER: _builtins.int
+    SEAL_MARKER_FIELD_NUMBER: _builtins.int
     version: _builtins.int
     """Wire version of this header; currently 1."""
     message_id: _builtins.str
@@ -57,6 +60,11 @@ class ExchangeHeader(_message.Message):
     ocsp_response: _builtins.bytes
     """The consumer server's stapled OCSP response (DER) about its authentication certificate.
     The provider gateway staples its own in the `pintu-ocsp-bin` response header.
+    """
+    seal_marker: _builtins.bytes
+    """16 random bytes when the consumer gateway seals the request: its last message on the peer
+    hop then starts with them and carries a serialized `Seal` instead of a request message.
+    Empty when the request is not sealed.
     """
     @_builtins.property
     def client(self) -> _identifiers_pb2.SubsystemId:
@@ -89,11 +97,42 @@ class ExchangeHeader(_message.Message):
         created_at: _timestamp_pb2.Timestamp | None = ...,
         consumer_server: _identifiers_pb2.SecurityServerId | None = ...,
         ocsp_response: _builtins.bytes = ...,
+        seal_marker: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["client", b"client", "consumer_server", b"consumer_server", "created_at", b"created_at", "provider", b"provider"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client", b"client", "consumer_server", b"consumer_server", "created_at", b"created_at", "issue", b"issue", "message_id", b"message_id", "method", b"method", "ocsp_response", b"ocsp_response", "provider", b"provider", "purpose", b"purpose", "subject", b"subject", "user", b"user", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client", b"client", "consumer_server", b"consumer_server", "created_at", b"created_at", "issue", b"issue", "message_id", b"message_id", "method", b"method", "ocsp_response", b"ocsp_response", "provider", b"provider", "purpose", b"purpose", "seal_marker", b"seal_marker", "subject", b"subject", "user", b"user", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ExchangeHeader: _TypeAlias = ExchangeHeader  # noqa: Y015
+
+@_typing.final
+class Seal(_message.Message):
+    """A gateway's signature over what it sent: the request (consumer) or the response (provider)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_FIELD_NUMBER: _builtins.int
+    CHAIN_FIELD_NUMBER: _builtins.int
+    token: _builtins.str
+    """Compact JWS (ES256) over the exchange's request or response statement (JSON), with the
+    signing certificate's SHA-256 thumbprint in its `x5t#S256` header.
+    """
+    @_builtins.property
+    def chain(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """The signing certificate and the CAs above it (DER), leaf first."""
+
+    def __init__(
+        self,
+        *,
+        token: _builtins.str = ...,
+        chain: _abc.Iterable[_builtins.bytes] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chain", b"chain", "token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Seal: _TypeAlias = Seal  # noqa: Y015

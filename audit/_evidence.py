@@ -1,0 +1,246 @@
+"""Evidence of one exchange, exported from a security server's log and checked offline.
+
+:func:`prove` gathers an exchange's records (its request, its outcome with both seals, and the
+certificate records the seals need), each with its inclusion proof in the tree of the newest
+checkpoint, and that checkpoint: a self-contained JSON document. :func:`verify_evidence` checks
+it with nothing but the federation's roots: the checkpoint's signature, every record's
+inclusion, and both seals — the consumer's over the request statement, the provider's over the
+response statement bound to the request statement's hash.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from audit._log import AuditError, AuditUnavailable, Checkpoint, LogTampered, verify_record
+from audit._merkle import ProofInvalid, inclusion_proof
+from audit._record import CERTIFICATE, OUTCOME, ExchangeRecord
+from audit._seal import (
+    REQUEST_STATEMENT,
+    RESPONSE_STATEMENT,
+    SealInvalid,
+    check_token,
+    signer_of,
+)
+from pki import unb64url
+from proto import IdentifierError, PartyId, SubsystemId
+
+EVIDENCE_TYPE = "pintu.audit.evidence"
+
+
+class EvidenceMissing(AuditError):
+    """The log holds no provable record of the exchange (yet)."""
+
+    code = "evidence_missing"
+
+
+class EvidenceInvalid(AuditError):
+    """Evidence that does not prove what it claims; the message says why."""
+
+    code = "evidence_invalid"
+
+
+def prove(path: Path, message_id: str) -> dict[str, Any]:
+    """The evidence document of exchange ``message_id`` in the log at ``path``.
+
+    Raises:
+        EvidenceMissing: no record of it, or none fixed by a checkpoint yet.
+        AuditUnavailable: the file cannot be read.
+    """
+    if len(message_id) != 32 or message_id.strip("0123456789abcdef"):
+        raise EvidenceMissing("a message id is 32 lowercase hex digits")
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+        try:
+            db.execute("BEGIN")
+            found = _records_like(db, f'"message_id":"{message_id}"')
+            latest = db.execute(
+                "SELECT size, token FROM checkpoints ORDER BY size DESC LIMIT 1"
+            ).fetchone()
+            thumbprints = {
+                thumbprint
+                for _, body in found
+                for thumbprint in _thumbprints(ExchangeRecord.decode(body))
+            }
+            for thumbprint in sorted(thumbprints):
+                certificates = _records_like(db, f'"thumbprint":"{thumbprint}"')
+                found += [
+                    (seq, body)
+                    for seq, body in certificates
+                    if ExchangeRecord.decode(body).kind == CERTIFICATE
+                    and ExchangeRecord.decode(body).thumbprint == thumbprint
+                ][:1]
+            size = latest[0] if latest else 0
+            leaves = [
+                bytes(leaf)
+                for (leaf,) in db.execute(
+                    "SELECT leaf FROM records WHERE seq < ? ORDER BY seq", (size,)
+                )
+            ]
+            db.execute("COMMIT")
+        finally:
+            db.close()
+    except sqlite3.Error as error:
+        raise AuditUnavailable(f"audit log {path}: {error}") from None
+    if not found:
+        raise EvidenceMissing(f"the log holds no record of exchange {message_id}")
+    if latest is None or max(seq for seq, _ in found) >= size:
+        raise EvidenceMissing(
+            f"the records of {message_id} are not yet fixed by a checkpoint; try again after"
+            " the next one"
+        )
+    try:
+        records = [
+            {
+                "seq": seq,
+                "body": base64.b64encode(body).decode(),
+                "proof": [node.hex() for node in inclusion_proof(seq, leaves)],
+            }
+            for seq, body in sorted(found)
+        ]
+    except ProofInvalid as error:
+        raise AuditUnavailable(f"audit log {path}: {error}") from None
+    return {
+        "type": EVIDENCE_TYPE,
+        "version": 1,
+        "message_id": message_id,
+        "checkpoint": latest[1],
+        "records": records,
+    }
+
+
+def _records_like(db: sqlite3.Connection, fragment: str) -> list[tuple[int, bytes]]:
+    return [
+        (seq, bytes(body))
+        for seq, body in db.execute(
+            "SELECT seq, body FROM records WHERE CAST(body AS TEXT) LIKE ? ORDER BY seq",
+            (f"%{fragment}%",),
+        )
+    ]
+
+
+def _thumbprints(record: ExchangeRecord) -> list[str]:
+    found = []
+    for token in (record.request_seal, record.response_seal):
+        if token:
+            try:
+                header = json.loads(unb64url(token.split(".")[0]))
+                found.append(str(header["x5t#S256"]))
+            except (ValueError, KeyError, TypeError, IndexError):
+                continue
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """What verified evidence establishes."""
+
+    message_id: str
+    log: str
+    checkpoint_size: int
+    records: tuple[ExchangeRecord, ...]
+    request: dict[str, Any] | None  # the request statement, sealed by the consumer
+    response: dict[str, Any] | None  # the response statement, sealed by the provider
+    request_signer: PartyId | None
+    response_signer: PartyId | None
+
+
+def verify_evidence(
+    document: dict[str, Any], roots: Iterable[x509.Certificate], signer: PartyId
+) -> Evidence:
+    """Check evidence exported by :func:`prove` from the log of ``signer`` (the member whose
+    security server kept it).
+
+    Raises:
+        EvidenceInvalid: anything does not verify; the message says what.
+    """
+    roots = list(roots)
+    try:
+        if document.get("type") != EVIDENCE_TYPE or document.get("version") != 1:
+            raise EvidenceInvalid("not a Pintu evidence document (version 1)")
+        message_id = str(document["message_id"])
+        checkpoint = Checkpoint.verified(str(document["checkpoint"]), roots, signer)
+        records: list[ExchangeRecord] = []
+        for entry in document["records"]:
+            body = base64.b64decode(entry["body"], validate=True)
+            proof = [bytes.fromhex(node) for node in entry["proof"]]
+            verify_record(body, int(entry["seq"]), proof, checkpoint)
+            records.append(ExchangeRecord.decode(body))
+    except LogTampered as error:
+        raise EvidenceInvalid(str(error)) from None
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise EvidenceInvalid(f"the evidence is malformed: {type(error).__name__}") from None
+    about = [r for r in records if r.message_id == message_id]
+    if not about:
+        raise EvidenceInvalid(f"the evidence holds no record of {message_id}")
+    chains = {r.thumbprint: r for r in records if r.kind == CERTIFICATE}
+    outcome = next((r for r in about if r.kind == OUTCOME and r.request_seal), None)
+    request = response = None
+    request_signer = response_signer = None
+    if outcome is not None:
+        request, request_signer = _sealed(outcome.request_seal, chains, roots, outcome.at)
+        if request.get("type") != REQUEST_STATEMENT or request.get("message_id") != message_id:
+            raise EvidenceInvalid("the request seal is not over this exchange's request")
+        _signed_by(request_signer, str(request.get("client", "")), "request")
+        if outcome.response_seal:
+            response, response_signer = _sealed(outcome.response_seal, chains, roots, outcome.at)
+            statement = unb64url(outcome.request_seal.split(".")[1])
+            if (
+                response.get("type") != RESPONSE_STATEMENT
+                or response.get("message_id") != message_id
+                or response.get("request") != hashlib.sha256(statement).hexdigest()
+            ):
+                raise EvidenceInvalid("the response seal is not bound to this request")
+            _signed_by(response_signer, str(request.get("provider", "")), "response")
+    return Evidence(
+        message_id,
+        checkpoint.log,
+        checkpoint.size,
+        tuple(about),
+        request,
+        response,
+        request_signer,
+        response_signer,
+    )
+
+
+def _sealed(
+    token: str, chains: dict[str, ExchangeRecord], roots: list[x509.Certificate], at: dt.datetime
+) -> tuple[dict[str, Any], PartyId]:
+    """A seal's statement and signer, checked with the certificate recorded for it."""
+    try:
+        header = json.loads(unb64url(token.split(".")[0]))
+        thumbprint = str(header["x5t#S256"])
+        statement = json.loads(unb64url(token.split(".")[1]))
+    except (ValueError, KeyError, TypeError, IndexError):
+        raise EvidenceInvalid("a seal is malformed") from None
+    record = chains.get(thumbprint)
+    if record is None:
+        raise EvidenceInvalid("the evidence lacks the certificate of a seal")
+    try:
+        known = signer_of([base64.b64decode(c) for c in record.chain], roots, at)
+        check_token(token, known.key, known.thumbprint)
+    except SealInvalid as error:
+        raise EvidenceInvalid(str(error)) from None
+    if not isinstance(statement, dict):
+        raise EvidenceInvalid("a seal's statement is malformed")
+    return statement, known.party
+
+
+def _signed_by(signer: PartyId, subsystem: str, what: str) -> None:
+    try:
+        expected = SubsystemId.parse(subsystem).member
+    except IdentifierError:
+        raise EvidenceInvalid(f"the {what} statement names no valid subsystem") from None
+    if signer != expected:
+        raise EvidenceInvalid(f"the {what} is sealed by {signer}, not by {expected}")
