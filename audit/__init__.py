@@ -2,8 +2,24 @@
 inclusion and consistency proofs anyone can check offline (:func:`verify_log`,
 :func:`verify_record`, :func:`verify_extension`)."""
 
-from audit._evidence import Evidence, EvidenceInvalid, EvidenceMissing, prove, verify_evidence
+from audit._body import (
+    REQUEST_BODY,
+    RESPONSE_BODY,
+    BodyKey,
+    BodyKeyError,
+    BodyUnreadable,
+    decrypt_body,
+)
+from audit._evidence import (
+    Evidence,
+    EvidenceInvalid,
+    EvidenceMissing,
+    prove,
+    read_bodies,
+    verify_evidence,
+)
 from audit._log import (
+    NODE_HEIGHT,
     AuditError,
     AuditLog,
     AuditUnavailable,
@@ -25,6 +41,8 @@ from audit._merkle import (
     verify_inclusion,
 )
 from audit._record import (
+    BODY,
+    BODY_KEY,
     CERTIFICATE,
     KINDS,
     OUTCOME,
@@ -54,14 +72,22 @@ from audit._timestamp import (
 )
 
 __all__ = [
+    "BODY",
+    "BODY_KEY",
     "CERTIFICATE",
     "KINDS",
+    "NODE_HEIGHT",
     "OUTCOME",
     "REFUSAL",
     "REQUEST",
+    "REQUEST_BODY",
+    "RESPONSE_BODY",
     "AuditError",
     "AuditLog",
     "AuditUnavailable",
+    "BodyKey",
+    "BodyKeyError",
+    "BodyUnreadable",
     "Checkpoint",
     "Digest",
     "Evidence",
@@ -84,10 +110,12 @@ __all__ = [
     "Timestamper",
     "Verified",
     "consistency_proof",
+    "decrypt_body",
     "inclusion_proof",
     "leaf_hash",
     "prove",
     "pseudonym",
+    "read_bodies",
     "request_statement",
     "response_statement",
     "root",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import hashlib
 import json
 import sqlite3
@@ -22,9 +23,18 @@ from typing import Any
 
 from cryptography import x509
 
-from audit._log import AuditError, AuditUnavailable, Checkpoint, LogTampered, verify_record
-from audit._merkle import ProofInvalid, inclusion_proof
-from audit._record import CERTIFICATE, OUTCOME, ExchangeRecord
+from audit._body import decrypt_body
+from audit._log import (
+    RECORDS_OF_MESSAGE,
+    AuditError,
+    AuditUnavailable,
+    Checkpoint,
+    LogTampered,
+    subtree_head,
+    verify_record,
+)
+from audit._merkle import ProofInvalid, inclusion_proof_of
+from audit._record import BODY, BODY_KEY, CERTIFICATE, OUTCOME, ExchangeRecord
 from audit._seal import (
     REQUEST_STATEMENT,
     RESPONSE_STATEMENT,
@@ -63,7 +73,7 @@ def prove(path: Path, message_id: str) -> dict[str, Any]:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
         try:
             db.execute("BEGIN")
-            found = _records_like(db, f'"message_id":"{message_id}"')
+            found = _records_of(db, message_id)
             latest = db.execute(
                 "SELECT size, token FROM checkpoints ORDER BY size DESC LIMIT 1"
             ).fetchone()
@@ -72,42 +82,34 @@ def prove(path: Path, message_id: str) -> dict[str, Any]:
                 for _, body in found
                 for thumbprint in _thumbprints(ExchangeRecord.decode(body))
             }
-            for thumbprint in sorted(thumbprints):
-                certificates = _records_like(db, f'"thumbprint":"{thumbprint}"')
-                found += [
-                    (seq, body)
-                    for seq, body in certificates
-                    if ExchangeRecord.decode(body).kind == CERTIFICATE
-                    and ExchangeRecord.decode(body).thumbprint == thumbprint
-                ][:1]
+            certificates: dict[str, tuple[int, bytes]] = {}
+            for seq, body in _records_of(db, ""):  # certificate records have no message id
+                record = ExchangeRecord.decode(body)
+                if record.kind == CERTIFICATE and record.thumbprint in thumbprints:
+                    certificates.setdefault(record.thumbprint, (seq, body))
+            found += certificates.values()
+            if not found:
+                raise EvidenceMissing(f"the log holds no record of exchange {message_id}")
             size = latest[0] if latest else 0
-            leaves = [
-                bytes(leaf)
-                for (leaf,) in db.execute(
-                    "SELECT leaf FROM records WHERE seq < ? ORDER BY seq", (size,)
+            if latest is None or max(seq for seq, _ in found) >= size:
+                raise EvidenceMissing(
+                    f"the records of {message_id} are not yet fixed by a checkpoint; try again"
+                    " after the next one"
                 )
+            subtree = functools.partial(subtree_head, db)
+            records = [
+                {
+                    "seq": seq,
+                    "body": base64.b64encode(body).decode(),
+                    "proof": [node.hex() for node in inclusion_proof_of(seq, size, subtree)],
+                }
+                for seq, body in sorted(found)
             ]
             db.execute("COMMIT")
         finally:
             db.close()
     except sqlite3.Error as error:
         raise AuditUnavailable(f"audit log {path}: {error}") from None
-    if not found:
-        raise EvidenceMissing(f"the log holds no record of exchange {message_id}")
-    if latest is None or max(seq for seq, _ in found) >= size:
-        raise EvidenceMissing(
-            f"the records of {message_id} are not yet fixed by a checkpoint; try again after"
-            " the next one"
-        )
-    try:
-        records = [
-            {
-                "seq": seq,
-                "body": base64.b64encode(body).decode(),
-                "proof": [node.hex() for node in inclusion_proof(seq, leaves)],
-            }
-            for seq, body in sorted(found)
-        ]
     except ProofInvalid as error:
         raise AuditUnavailable(f"audit log {path}: {error}") from None
     return {
@@ -119,14 +121,56 @@ def prove(path: Path, message_id: str) -> dict[str, Any]:
     }
 
 
-def _records_like(db: sqlite3.Connection, fragment: str) -> list[tuple[int, bytes]]:
-    return [
-        (seq, bytes(body))
-        for seq, body in db.execute(
-            "SELECT seq, body FROM records WHERE CAST(body AS TEXT) LIKE ? ORDER BY seq",
-            (f"%{fragment}%",),
+def read_bodies(path: Path, message_id: str, kek: bytes) -> list[tuple[str, int, bytes]]:
+    """The kept bodies of exchange ``message_id``, decrypted with the key encryption key
+    ``kek``: (direction, index, message), in order.
+
+    Raises:
+        EvidenceMissing: the log keeps no body of it.
+        BodyKeyError, BodyUnreadable: ``kek`` is not the key, or a body was changed.
+        AuditUnavailable: the file cannot be read.
+    """
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+        try:
+            records = [ExchangeRecord.decode(body) for _, body in _records_of(db, message_id)]
+            keys = {
+                record.key_id: record.wrapped_key
+                for record in (ExchangeRecord.decode(body) for _, body in _records_of(db, ""))
+                if record.kind == BODY_KEY
+            }
+        finally:
+            db.close()
+    except sqlite3.Error as error:
+        raise AuditUnavailable(f"audit log {path}: {error}") from None
+    bodies = [record for record in records if record.kind == BODY]
+    if not bodies:
+        raise EvidenceMissing(f"the log keeps no body of exchange {message_id}")
+    found = []
+    for record in bodies:
+        wrapped = keys.get(record.key_id)
+        if wrapped is None:
+            raise EvidenceMissing(f"the log lacks the data key {record.key_id} of a body")
+        found.append(
+            (
+                record.direction,
+                record.index,
+                decrypt_body(
+                    kek,
+                    wrapped,
+                    key_id=record.key_id,
+                    message_id=message_id,
+                    direction=record.direction,
+                    index=record.index,
+                    ciphertext=record.ciphertext,
+                ),
+            )
         )
-    ]
+    return found
+
+
+def _records_of(db: sqlite3.Connection, message_id: str) -> list[tuple[int, bytes]]:
+    return [(seq, bytes(body)) for seq, body in db.execute(RECORDS_OF_MESSAGE, (message_id,))]
 
 
 def _thumbprints(record: ExchangeRecord) -> list[str]:

@@ -37,13 +37,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from audit._merkle import (
     EMPTY_ROOT,
     ProofInvalid,
-    consistency_proof,
-    inclusion_proof,
+    consistency_proof_of,
+    inclusion_proof_of,
     leaf_hash,
     node_hash,
     verify_consistency,
     verify_inclusion,
 )
+from audit._merkle import root as merkle_root
 from pki import JwsInvalid, sign_jws, unb64url, verify_jws
 from proto import PartyId
 
@@ -51,11 +52,22 @@ if TYPE_CHECKING:
     from audit._timestamp import Timestamper
 
 CHECKPOINT_TYPE = "pintu.audit.checkpoint"
+# The subtrees whose hashes a log stores: 2**NODE_HEIGHT leaves and more, so that a proof
+# reads at most about NODE_HEIGHT * 2**NODE_HEIGHT leaves per level of the tree.
+NODE_HEIGHT = 8
 # How long a record appended with append_soon may wait for a durable write to ride along with.
 LAZY_SECONDS = 0.05
 # How far a TSA's time may lie before a checkpoint's own ``at`` (the two clocks' disagreement and
 # the TSA's accuracy) before verify_log calls the checkpoint dated after it existed.
 TIMESTAMP_SKEW = dt.timedelta(minutes=2)
+# The message id of a record that is a JSON object with one ("" for certificate records, NULL
+# for other bodies): indexed, so that an exchange's records are found without a scan.
+MESSAGE_ID_OF_RECORD = (
+    "(CASE WHEN json_valid(CAST(body AS TEXT))"
+    " THEN json_extract(CAST(body AS TEXT), '$.message_id') END)"
+)
+# An exchange's records, by message id (the expression matches the index).
+RECORDS_OF_MESSAGE = f"SELECT seq, body FROM records WHERE {MESSAGE_ID_OF_RECORD} = ? ORDER BY seq"  # noqa: S608
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS records ("
     " seq INTEGER PRIMARY KEY, body BLOB NOT NULL, leaf BLOB NOT NULL)",
@@ -63,6 +75,12 @@ _SCHEMA = (
     " size INTEGER PRIMARY KEY, root BLOB NOT NULL, at TEXT NOT NULL, token TEXT NOT NULL)",
     # One RFC 3161 reply (DER TimeStampResp) per checkpoint, over its token; ``at`` is the time
     # stamped, for reading (verification takes it from the reply).
+    f"CREATE INDEX IF NOT EXISTS records_by_message ON records ({MESSAGE_ID_OF_RECORD})",
+    # Hashes of the perfect subtrees of 2**NODE_HEIGHT leaves and more (a cache for proofs;
+    # verification never reads it).
+    "CREATE TABLE IF NOT EXISTS nodes ("
+    " height INTEGER NOT NULL, position INTEGER NOT NULL, hash BLOB NOT NULL,"
+    " PRIMARY KEY (height, position)) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS timestamps ("
     " size INTEGER PRIMARY KEY, reply BLOB NOT NULL, at TEXT NOT NULL)",
 )
@@ -94,13 +112,23 @@ class Frontier:
         self._nodes: list[tuple[int, bytes]] = []
         self.size = 0
 
-    def append(self, leaf: bytes) -> None:
-        """Add one leaf hash."""
+    def copy(self) -> Frontier:
+        """An independent copy."""
+        twin = Frontier()
+        twin._nodes = list(self._nodes)
+        twin.size = self.size
+        return twin
+
+    def append(self, leaf: bytes, completed: list[tuple[int, int, bytes]] | None = None) -> None:
+        """Add one leaf hash; with ``completed``, add to it the (height, position, hash) of
+        every perfect subtree of at least 2**NODE_HEIGHT leaves this completes."""
         height, node = 0, leaf
         while self._nodes and self._nodes[-1][0] == height:
             _, left = self._nodes.pop()
             node = node_hash(left, node)
             height += 1
+            if completed is not None and height >= NODE_HEIGHT:
+                completed.append((height, (self.size + 1 >> height) - 1, node))
         self._nodes.append((height, node))
         self.size += 1
 
@@ -221,13 +249,15 @@ class AuditLog:
             "SELECT size, token FROM checkpoints ORDER BY size DESC LIMIT 1"
         ).fetchone()
         signed = json.loads(_payload(latest[1])) if latest else None
+        stored = self._db.execute("SELECT COUNT(*) FROM nodes").fetchone()[0]
+        completed: list[tuple[int, int, bytes]] = []
         for seq, body, leaf in self._db.execute("SELECT seq, body, leaf FROM records ORDER BY seq"):
             if seq != self._frontier.size or leaf_hash(bytes(body)) != bytes(leaf):
                 raise AuditUnavailable(
                     f"audit log {self.path}: record {self._frontier.size} was changed; the log"
                     " is not continued (check it with pintu audit verify)"
                 )
-            self._frontier.append(bytes(leaf))
+            self._frontier.append(bytes(leaf), completed)
             if (
                 signed is not None
                 and self._frontier.size == signed["size"]
@@ -242,6 +272,13 @@ class AuditLog:
                 f"audit log {self.path}: records of its last checkpoint are missing"
                 " (check it with pintu audit verify)"
             )
+        if stored != len(completed):  # a log from before the node cache, or one rebuilt
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute("DELETE FROM nodes")
+                self._db.executemany(
+                    "INSERT INTO nodes (height, position, hash) VALUES (?, ?, ?)", completed
+                )
 
     @property
     def size(self) -> int:
@@ -279,6 +316,15 @@ class AuditLog:
             AuditUnavailable: it could not be written.
         """
         return self._write([body])[0]
+
+    def append_many(self, bodies: Sequence[bytes]) -> list[int]:
+        """Append records in one transaction, durably, blocking (outside an event loop); their
+        sequence numbers.
+
+        Raises:
+            AuditUnavailable: they could not be written (none was).
+        """
+        return self._write(list(bodies))
 
     async def append(self, body: bytes) -> int:
         """Append one record, on disk before this returns; records appended meanwhile share the
@@ -339,6 +385,10 @@ class AuditLog:
     def _write_locked(self, bodies: list[bytes]) -> list[int]:
         leaves = [leaf_hash(body) for body in bodies]
         first = self._frontier.size
+        grown = self._frontier.copy()
+        completed: list[tuple[int, int, bytes]] = []
+        for leaf in leaves:
+            grown.append(leaf, completed)
         try:
             with self._db:
                 self._db.execute("BEGIN IMMEDIATE")
@@ -347,10 +397,14 @@ class AuditLog:
                     for n, (body, leaf) in enumerate(zip(bodies, leaves, strict=True))
                 ]
                 self._db.executemany("INSERT INTO records (seq, body, leaf) VALUES (?, ?, ?)", rows)
+                if completed:
+                    self._db.executemany(
+                        "INSERT OR REPLACE INTO nodes (height, position, hash) VALUES (?, ?, ?)",
+                        completed,
+                    )
         except sqlite3.Error as error:
             raise AuditUnavailable(f"audit log {self.path}: {error}") from None
-        for leaf in leaves:
-            self._frontier.append(leaf)
+        self._frontier = grown
         self.writes += 1
         return list(range(first, first + len(bodies)))
 
@@ -432,14 +486,9 @@ class AuditLog:
                     raise AuditUnavailable(f"audit log {self.path}: {error}") from None
             return stored
 
-    def _leaves(self, size: int) -> list[bytes]:
-        with self._lock:
-            return [
-                bytes(leaf)
-                for (leaf,) in self._db.execute(
-                    "SELECT leaf FROM records WHERE seq < ? ORDER BY seq", (size,)
-                )
-            ]
+    def _subtree(self, start: int, end: int) -> bytes:
+        """The head of the subtree of records [start, end) (called with the lock held)."""
+        return subtree_head(self._db, start, end)
 
     def record(self, seq: int) -> bytes:
         """The body of record ``seq`` (AuditError: none)."""
@@ -462,18 +511,55 @@ class AuditLog:
         )
 
     def inclusion(self, seq: int, size: int) -> list[bytes]:
-        """The inclusion proof of record ``seq`` in the tree of ``size`` records."""
+        """The inclusion proof of record ``seq`` in the tree of ``size`` records (O(log n)
+        stored hashes and a few hundred leaves read)."""
+        if size > self.size:
+            raise AuditError(f"the log holds {self.size} records, not {size}")
         try:
-            return inclusion_proof(seq, self._leaves(size))
-        except ProofInvalid as error:
+            with self._lock:
+                return inclusion_proof_of(seq, size, self._subtree)
+        except (ProofInvalid, sqlite3.Error) as error:
             raise AuditError(str(error)) from None
 
     def consistency(self, first: int, second: int) -> list[bytes]:
         """The consistency proof from the tree of ``first`` records to that of ``second``."""
+        if second > self.size:
+            raise AuditError(f"the log holds {self.size} records, not {second}")
         try:
-            return consistency_proof(first, self._leaves(second))
-        except ProofInvalid as error:
+            with self._lock:
+                return consistency_proof_of(first, second, self._subtree)
+        except (ProofInvalid, sqlite3.Error) as error:
             raise AuditError(str(error)) from None
+
+
+def subtree_head(db: sqlite3.Connection, start: int, end: int) -> bytes:
+    """The head of the subtree of records [start, end) of the log open in ``db``: from the
+    stored subtree hashes, and at most 2**NODE_HEIGHT leaves per piece read otherwise.
+
+    Raises:
+        AuditError: records of the range are missing.
+        sqlite3.Error: the file cannot be read.
+    """
+    width = end - start
+    if width >= 1 << NODE_HEIGHT and width & (width - 1) == 0 and start % width == 0:
+        row = db.execute(
+            "SELECT hash FROM nodes WHERE height = ? AND position = ?",
+            (width.bit_length() - 1, start // width),
+        ).fetchone()
+        if row is not None:
+            return bytes(row[0])
+    if width <= 1 << NODE_HEIGHT:
+        leaves = [
+            bytes(leaf)
+            for (leaf,) in db.execute(
+                "SELECT leaf FROM records WHERE seq >= ? AND seq < ? ORDER BY seq", (start, end)
+            )
+        ]
+        if len(leaves) != width:
+            raise AuditError(f"records {start} to {end - 1} are not all in the log")
+        return merkle_root(leaves)
+    middle = start + (1 << ((width - 1).bit_length() - 1))
+    return node_hash(subtree_head(db, start, middle), subtree_head(db, middle, end))
 
 
 @dataclass(frozen=True, slots=True)
@@ -525,7 +611,6 @@ def verify_log(
         try:
             db.execute("BEGIN")  # one snapshot of a log that may be growing
             tokens = [(size, t) for size, t in db.execute("SELECT size, token FROM checkpoints")]
-            rows = db.execute("SELECT seq, body, leaf FROM records ORDER BY seq").fetchall()
             # Logs written before timestamps existed have no such table.
             if (
                 tsa_roots is not None
@@ -536,39 +621,20 @@ def verify_log(
                 stamps = db.execute(
                     "SELECT size, reply, at FROM timestamps ORDER BY size"
                 ).fetchall()
+            everything, stored = _checkpoints_to_check(tokens, roots, signer, name, trusted)
+            # Records are checked as they are read: memory stays flat whatever the log's size.
+            rows = db.execute("SELECT seq, body, leaf FROM records ORDER BY seq")
+            count, heads = _replay(rows, {checkpoint.size for checkpoint, _ in everything})
             db.execute("COMMIT")
         finally:
             db.close()
     except sqlite3.Error as error:
         raise AuditUnavailable(f"audit log {path}: {error}") from None
-    stored = []
-    for size, token in tokens:
-        checkpoint = Checkpoint.verified(token, roots, signer)
-        if checkpoint.size != size:
-            raise LogTampered(f"checkpoint row {size} holds the signed size {checkpoint.size}")
-        stored.append(checkpoint)
-    outside = [(checkpoint, True) for checkpoint in trusted]
-    everything = sorted([*((c, False) for c in stored), *outside], key=lambda pair: pair[0].size)
-    if name is not None:
-        for checkpoint, _ in everything:
-            if checkpoint.log != name:
-                raise LogTampered(f"checkpoint {checkpoint.size} is of the log {checkpoint.log}")
-    wanted = {checkpoint.size for checkpoint, _ in everything}
-    heads: dict[int, bytes] = {0: EMPTY_ROOT}
-    frontier = Frontier()
-    for expected, (seq, body, leaf) in enumerate(rows):
-        if seq != expected:
-            raise LogTampered(f"record {expected} is missing (the next one is {seq})")
-        if leaf_hash(bytes(body)) != bytes(leaf):
-            raise LogTampered(f"record {seq} was modified (its leaf hash does not match)")
-        frontier.append(bytes(leaf))
-        if frontier.size in wanted:
-            heads[frontier.size] = frontier.root()
     for checkpoint, kept_outside in everything:
         where = "a trusted checkpoint" if kept_outside else "checkpoint"
-        if checkpoint.size > len(rows):
+        if checkpoint.size > count:
             raise LogTampered(
-                f"the log was cut off: {where} of {checkpoint.size} records, {len(rows)} left"
+                f"the log was cut off: {where} of {checkpoint.size} records, {count} left"
             )
         if heads.get(checkpoint.size) != checkpoint.root:
             raise LogTampered(
@@ -581,7 +647,48 @@ def verify_log(
         timestamped = _verify_timestamps(
             stamps, stored, list(tsa_roots), list(tsa_intermediates), tsa_skew
         )
-    return Verified(len(rows), len(stored), covered, timestamped)
+    return Verified(count, len(stored), covered, timestamped)
+
+
+def _checkpoints_to_check(
+    tokens: Sequence[tuple[int, str]],
+    roots: list[x509.Certificate],
+    signer: PartyId,
+    name: str | None,
+    trusted: Iterable[Checkpoint],
+) -> tuple[list[tuple[Checkpoint, bool]], list[Checkpoint]]:
+    """The log's checkpoints, verified, and the trusted ones, by size (kept outside: True)."""
+    stored = []
+    for size, token in tokens:
+        checkpoint = Checkpoint.verified(token, roots, signer)
+        if checkpoint.size != size:
+            raise LogTampered(f"checkpoint row {size} holds the signed size {checkpoint.size}")
+        stored.append(checkpoint)
+    outside = [(checkpoint, True) for checkpoint in trusted]
+    everything = sorted([*((c, False) for c in stored), *outside], key=lambda pair: pair[0].size)
+    if name is not None:
+        for checkpoint, _ in everything:
+            if checkpoint.log != name:
+                raise LogTampered(f"checkpoint {checkpoint.size} is of the log {checkpoint.log}")
+    return everything, stored
+
+
+def _replay(
+    rows: Iterable[tuple[int, bytes, bytes]], wanted: set[int]
+) -> tuple[int, dict[int, bytes]]:
+    """Check every record against its leaf hash; the number of records and the tree heads at
+    the sizes ``wanted``."""
+    heads: dict[int, bytes] = {0: EMPTY_ROOT}
+    frontier = Frontier()
+    for expected, (seq, body, leaf) in enumerate(rows):
+        if seq != expected:
+            raise LogTampered(f"record {expected} is missing (the next one is {seq})")
+        if leaf_hash(bytes(body)) != bytes(leaf):
+            raise LogTampered(f"record {seq} was modified (its leaf hash does not match)")
+        frontier.append(bytes(leaf))
+        if frontier.size in wanted:
+            heads[frontier.size] = frontier.root()
+    return frontier.size, heads
 
 
 def _verify_timestamps(

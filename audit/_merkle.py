@@ -11,7 +11,7 @@ leaf hashes of the whole log; ``verify_*`` need only the proof, the sizes and th
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 
@@ -50,38 +50,55 @@ def root(leaves: Sequence[bytes]) -> bytes:
     return level[0]
 
 
+# The tree head of the leaves in [start, end) of a larger tree: how proofs read a tree without
+# holding all of it (a log answers from stored subtree hashes).
+RangeRoot = Callable[[int, int], bytes]
+
+
 def inclusion_proof(index: int, leaves: Sequence[bytes]) -> list[bytes]:
     """The audit path of leaf ``index`` in the tree of ``leaves`` (ProofInvalid: no such
     leaf)."""
-    if not 0 <= index < len(leaves):
-        raise ProofInvalid(f"leaf {index} is not in a tree of size {len(leaves)}")
-    return _path(index, leaves)
+    return inclusion_proof_of(index, len(leaves), lambda start, end: root(leaves[start:end]))
 
 
-def _path(index: int, leaves: Sequence[bytes]) -> list[bytes]:
-    if len(leaves) == 1:
+def inclusion_proof_of(index: int, size: int, subtree: RangeRoot) -> list[bytes]:
+    """The audit path of leaf ``index`` in the tree of ``size`` leaves whose subtree heads
+    ``subtree`` gives (ProofInvalid: no such leaf)."""
+    if not 0 <= index < size:
+        raise ProofInvalid(f"leaf {index} is not in a tree of size {size}")
+    return _path(index, 0, size, subtree)
+
+
+def _path(index: int, start: int, end: int, subtree: RangeRoot) -> list[bytes]:
+    if end - start == 1:
         return []
-    k = _split(len(leaves))
-    if index < k:
-        return [*_path(index, leaves[:k]), root(leaves[k:])]
-    return [*_path(index - k, leaves[k:]), root(leaves[:k])]
+    middle = start + _split(end - start)
+    if index < middle:
+        return [*_path(index, start, middle, subtree), subtree(middle, end)]
+    return [*_path(index, middle, end, subtree), subtree(start, middle)]
 
 
 def consistency_proof(first: int, leaves: Sequence[bytes]) -> list[bytes]:
     """The proof that the tree of the first ``first`` leaves is a prefix of the tree of
     ``leaves`` (ProofInvalid: sizes that cannot be compared)."""
-    if not 0 < first <= len(leaves):
-        raise ProofInvalid(f"no consistency proof from size {first} to size {len(leaves)}")
-    return _subproof(first, leaves, True)
+    return consistency_proof_of(first, len(leaves), lambda start, end: root(leaves[start:end]))
 
 
-def _subproof(first: int, leaves: Sequence[bytes], whole: bool) -> list[bytes]:
-    if first == len(leaves):
-        return [] if whole else [root(leaves)]
-    k = _split(len(leaves))
+def consistency_proof_of(first: int, size: int, subtree: RangeRoot) -> list[bytes]:
+    """The proof that the tree of the first ``first`` leaves is a prefix of the tree of
+    ``size`` leaves whose subtree heads ``subtree`` gives."""
+    if not 0 < first <= size:
+        raise ProofInvalid(f"no consistency proof from size {first} to size {size}")
+    return _subproof(first, 0, size, True, subtree)
+
+
+def _subproof(first: int, start: int, end: int, whole: bool, subtree: RangeRoot) -> list[bytes]:
+    if first == end - start:
+        return [] if whole else [subtree(start, end)]
+    k = _split(end - start)
     if first <= k:
-        return [*_subproof(first, leaves[:k], whole), root(leaves[k:])]
-    return [*_subproof(first - k, leaves[k:], False), root(leaves[:k])]
+        return [*_subproof(first, start, start + k, whole, subtree), subtree(start + k, end)]
+    return [*_subproof(first - k, start + k, end, False, subtree), subtree(start, start + k)]
 
 
 def verify_inclusion(

@@ -20,7 +20,9 @@ REQUEST = "request"  # allowed, written before the call goes to the backend
 OUTCOME = "outcome"  # how an allowed exchange ended
 REFUSAL = "refusal"  # refused, with its code
 CERTIFICATE = "certificate"  # a seal's certificate chain, recorded once, before seals using it
-KINDS = (REQUEST, OUTCOME, REFUSAL, CERTIFICATE)
+BODY_KEY = "body_key"  # a run's wrapped data key, recorded once, before the bodies it seals
+BODY = "body"  # one message of an exchange whose body the policy asks to keep, encrypted
+KINDS = (REQUEST, OUTCOME, REFUSAL, CERTIFICATE, BODY_KEY, BODY)
 # Written whatever their value; other fields only when set.
 _ALWAYS = ("kind", "message_id", "role", "at", "method")
 
@@ -63,6 +65,13 @@ class ExchangeRecord:
     # A certificate record: the chain's leaf thumbprint (x5t#S256) and the chain (base64 DER).
     thumbprint: str = ""
     chain: tuple[str, ...] = ()
+    # Kept bodies (audit._body): the data key's id and, in its body_key record, the key
+    # wrapped; in a body record the direction, the message's index and the sealed message.
+    key_id: str = ""
+    wrapped_key: str = ""
+    direction: str = ""
+    index: int = 0
+    ciphertext: str = ""
 
     def encode(self) -> bytes:
         """The record's canonical bytes (what the Merkle leaf hashes)."""

@@ -30,13 +30,19 @@ from collections.abc import Callable, Iterable, Sequence
 from cryptography import x509
 
 from audit import (
+    BODY,
+    BODY_KEY,
     CERTIFICATE,
     REFUSAL,
+    REQUEST_BODY,
+    RESPONSE_BODY,
     AuditError,
     AuditLog,
+    BodyKey,
     ExchangeRecord,
     Sealer,
     SealVerifier,
+    TimestampError,
     pseudonym,
 )
 from audit import OUTCOME as OUTCOME_KIND
@@ -60,19 +66,71 @@ class ExchangeAudit:
         self._settings = settings
         self._clock = clock
         try:
-            self.log = AuditLog(settings.path, name, settings.signing_key, settings.signing_chain)
+            self.log = AuditLog(
+                settings.path,
+                name,
+                settings.signing_key,
+                settings.signing_chain,
+                timestamper=settings.timestamper,
+            )
         except AuditError as error:
             raise GatewayError(ErrorCode.AUDIT_UNAVAILABLE, str(error)) from None
         self.sealer = Sealer(settings.signing_key, settings.signing_chain)
+        self._body_key = BodyKey(settings.body_key) if settings.body_key is not None else None
+        self._body_key_recorded = False
         self.verifier = SealVerifier(trust_anchors)
         latest = self.log.latest_checkpoint()
         # Records written after the newest checkpoint (before a crash) get one soon.
         self._checkpointed = latest.size if latest else 0
         self._task: asyncio.Task[None] | None = None
+        self._stamper: asyncio.Task[None] | None = None
+        # Whether the TSA failed last time (its outage is logged once, and its recovery).
+        self.tsa_failing = False
         self._background: set[asyncio.Future[int]] = set()
         # Thumbprints of the certificate chains already in the log (since this start).
         self._chains: set[str] = set()
         self.failures = 0
+
+    @property
+    def keeps_bodies(self) -> bool:
+        """Whether bodies can be kept (a body key is configured)."""
+        return self._body_key is not None
+
+    def bodies(self, role: str, message_id: str) -> BodyLog:
+        """The kept bodies of one exchange (requires :attr:`keeps_bodies`)."""
+        return BodyLog(self, role, message_id, self._settings.body_limit_bytes)
+
+    def keep_body(
+        self, role: str, message_id: str, direction: str, index: int, body: bytes
+    ) -> None:
+        """Record one message, encrypted, with the next durable write."""
+        key = self._body_key
+        if key is None:
+            raise GatewayError(ErrorCode.POLICY_ERROR, "no body key to keep the body with")
+        if not self._body_key_recorded:
+            self._body_key_recorded = True
+            written = self.log.append_soon(
+                self._record(BODY_KEY, role, "", "", key_id=key.key_id, wrapped_key=key.wrapped)
+            )
+
+            def done(future: asyncio.Future[int]) -> None:
+                if future.cancelled() or future.exception() is not None:
+                    self._body_key_recorded = False  # recorded again with a later body
+
+            written.add_done_callback(done)
+        self._later(
+            self._record(
+                BODY,
+                role,
+                message_id,
+                "",
+                key_id=key.key_id,
+                direction=direction,
+                index=index,
+                ciphertext=key.encrypt(message_id, direction, index, body),
+            ),
+            f"a body of {message_id}",
+        )
 
     def pseudonym(self, subject: str) -> str:
         """The citizen's keyed pseudonym ("" for none)."""
@@ -85,18 +143,48 @@ class ExchangeAudit:
     def start(self) -> None:
         """Sign checkpoints in the background."""
         self._task = asyncio.create_task(self._checkpoints(), name="audit checkpoints")
+        if self._settings.timestamper is not None:
+            self._stamper = asyncio.create_task(self._stamps(), name="audit timestamps")
 
     async def stop(self) -> None:
         """Write what is pending, sign a last checkpoint, close the log."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        for task in (self._task, self._stamper):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await self.log.aclose(self.now())
 
     async def _checkpoints(self) -> None:
         while True:
             await asyncio.sleep(self._settings.checkpoint_seconds)
             await asyncio.to_thread(self._checkpoint)
+
+    async def _stamps(self) -> None:
+        """Timestamp checkpoints at the TSA, catching up after an outage (checkpoints never
+        wait for it)."""
+        while True:
+            await asyncio.sleep(self._settings.checkpoint_seconds)
+            try:
+                stamped = await asyncio.to_thread(self.log.stamp_pending)
+            except TimestampError as error:
+                if not self.tsa_failing:
+                    LOGGER.warning(
+                        "checkpoints cannot be timestamped now (they are signed as before and"
+                        " stamped when the TSA answers again): %s",
+                        error,
+                        extra={
+                            "pintu_event": {
+                                "event": "audit_timestamp_failed",
+                                "code": error.code,
+                                "message": str(error),
+                            }
+                        },
+                    )
+                self.tsa_failing = True
+                continue
+            if self.tsa_failing:
+                LOGGER.info("the TSA answers again; %d checkpoints timestamped", stamped)
+            self.tsa_failing = False
 
     def _checkpoint(self) -> None:
         size = self.log.size
@@ -186,6 +274,7 @@ class ExchangeAudit:
         request_bytes: int,
         response_bytes: int,
         chains: Iterable[tuple[bytes, ...]],
+        reasons: tuple[str, ...] = (),
     ) -> None:
         """Record an answer (its seals, with the certificate chains not yet in the log),
         durably, before the caller sees its status.
@@ -206,6 +295,7 @@ class ExchangeAudit:
             response_seal=response_seal,
             request_bytes=request_bytes,
             response_bytes=response_bytes,
+            reasons=reasons,
         )
         await self._durably(body, "the answer is withheld")
 
@@ -301,3 +391,37 @@ class ExchangeAudit:
                 LOGGER.error("%s could not be recorded: %s", what, error)
 
         written.add_done_callback(done)
+
+
+class BodyLog:
+    """One exchange's kept bodies: each message of each direction, encrypted, up to the
+    limit per direction (beyond it the rest is left out and the outcome says
+    ``body_truncated``)."""
+
+    __slots__ = ("_audit", "_counts", "_limit", "_message_id", "_role", "_sizes", "truncated")
+
+    def __init__(self, audit: ExchangeAudit, role: str, message_id: str, limit: int) -> None:
+        self._audit = audit
+        self._role = role
+        self._message_id = message_id
+        self._limit = limit
+        self._counts = {REQUEST_BODY: 0, RESPONSE_BODY: 0}
+        self._sizes = {REQUEST_BODY: 0, RESPONSE_BODY: 0}
+        self.truncated = False
+
+    def request(self, message: bytes) -> None:
+        """Keep a request message."""
+        self._keep(REQUEST_BODY, message)
+
+    def response(self, message: bytes) -> None:
+        """Keep a response message."""
+        self._keep(RESPONSE_BODY, message)
+
+    def _keep(self, direction: str, message: bytes) -> None:
+        index = self._counts[direction]
+        self._counts[direction] = index + 1
+        if self._sizes[direction] + len(message) > self._limit:
+            self.truncated = True
+            return
+        self._sizes[direction] += len(message)
+        self._audit.keep_body(self._role, self._message_id, direction, index, message)

@@ -272,11 +272,16 @@ class ConsumerSide:
     async def _finish(
         seals: ConsumerSeals, pump: RequestPump, status: str, trailers: Metadata, response: Digest
     ) -> Metadata:
-        """The provider answered: check its seal and record the answer (a refusal by the
-        provider's security server carries no seal; it is recorded as such)."""
+        """The call ended: check the provider's answer and record it. A refusal by the provider's
+        security server carries no seal; a failure on the way (a broken connection: a status
+        without the provider server's message id) is no answer at all. Both are recorded as
+        they are and passed on; anything else, success above all, must be sealed."""
         code = next((value for key, value in trailers if key == ERROR_CODE_KEY), None)
         if code is not None:
             seals.record_end(code if isinstance(code, str) else "refused")
+            return ()
+        if status != "OK" and not any(key == MESSAGE_ID_KEY for key, _ in trailers):
+            seals.record_end(status)
             return ()
         await seals.finish(status, trailers, response, pump)
         return ()

@@ -196,6 +196,13 @@ class ProviderSide:
                 seen.forwarding = True
                 await self._forward(service, header, metadata, requests, context)
                 return
+            keep_body = "log_body" in authorization.decision.obligations
+            if keep_body and not audit.keeps_bodies:
+                raise GatewayError(
+                    ErrorCode.POLICY_ERROR,
+                    "the policy asks to keep this exchange's body, and this security server has"
+                    " no [audit] body_key to encrypt it with",
+                )
             if not header.seal_marker:
                 raise GatewayError(
                     ErrorCode.SIGNATURE_MISSING,
@@ -217,6 +224,8 @@ class ProviderSide:
             )
             seen.recorded = True
             seals = ProviderSeals(audit, header, client.member, self._clock)
+            if keep_body:
+                seals.bodies = audit.bodies(PROVIDER, header.message_id)
             status = "UNKNOWN"
             try:
                 seen.forwarding = True
@@ -482,6 +491,7 @@ class ProviderSide:
             self._limit,
             marker=header.seal_marker,
             read_seal=seals.read_request_seal if seals is not None else None,
+            observe=seals.bodies.request if seals is not None and seals.bodies else None,
         )
         finish = None
         if seals is not None:
@@ -503,6 +513,7 @@ class ProviderSide:
             response_passthrough,
             extra_initial=((OCSP_KEY, staple),),
             finish=finish,
+            observe=seals.bodies.response if seals is not None and seals.bodies else None,
         )
 
     def _refuse(

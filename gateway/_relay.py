@@ -42,6 +42,7 @@ class RequestPump:
 
     * ``seal``: called at the end of the messages with the digest; what it returns is written
       last (the consumer's sealed statement), before the call's end of requests;
+    * ``observe``: sees every request message (a kept body);
     * ``marker`` and ``read_seal``: a message that starts with ``marker`` is the sender's seal,
       handed to ``read_seal`` and not passed on; ``read_seal(None, ...)`` at the end lets it
       insist on one. The far side sees the end of the requests only after ``read_seal``
@@ -53,6 +54,7 @@ class RequestPump:
     __slots__ = (
         "_limit",
         "_marker",
+        "_observe",
         "_read_seal",
         "_seal",
         "_source",
@@ -69,8 +71,10 @@ class RequestPump:
         seal: Callable[[Digest], bytes] | None = None,
         marker: bytes = b"",
         read_seal: SealReader | None = None,
+        observe: Callable[[bytes], None] | None = None,
     ) -> None:
         self._source = source
+        self._observe = observe
         self._limit = limit
         self._seal = seal
         self._marker = marker
@@ -132,6 +136,8 @@ class RequestPump:
                     f"request message of {len(message)} bytes exceeds the limit of {self._limit}",
                 )
             self.digest.update(message)
+            if self._observe is not None:
+                self._observe(message)
             # Once the far side has ended the call, the rest is only read (for its seal).
             open_ = open_ and await _write(call, message)
         if self._read_seal is not None and not sealed:
@@ -166,13 +172,14 @@ async def relay(
     extra_initial: Metadata = (),
     check_initial: Callable[[Metadata], None] | None = None,
     finish: Finisher | None = None,
+    observe: Callable[[bytes], None] | None = None,
 ) -> Digest:
     """Relay ``call``'s responses, metadata and status to ``context`` while ``requests`` pumps
     the caller's messages into it; the digest of the responses relayed.
 
     The outgoing call is cancelled whenever the relay stops early (the caller cancelled, a limit
     was hit, the gateway is stopping), so cancellation reaches the far side. ``finish`` sees the
-    far side's answer before the caller does.
+    far side's answer before the caller does; ``observe`` sees every response message.
 
     Raises:
         GatewayError: a refusal the caller must see with a Pintu code.
@@ -197,6 +204,8 @@ async def relay(
                     f"response message of {len(message)} bytes exceeds the limit of {limit}",
                 )
             digest.update(message)
+            if observe is not None:
+                observe(message)
             await _deliver(context.write(message))
         far = pairs(await call.trailing_metadata())
         own = await finish(_OK.name, far, digest) if finish is not None else ()

@@ -24,7 +24,7 @@ from audit import (
     request_statement,
     response_statement,
 )
-from gateway._audit import ExchangeAudit
+from gateway._audit import BodyLog, ExchangeAudit
 from gateway._errors import ErrorCode, GatewayError
 from gateway._metadata import SEAL_KEY, Metadata
 from gateway._relay import RequestPump
@@ -79,6 +79,8 @@ class _Seals:
         self.response_valid = False
         # Whether the answer was recorded (else the exchange's end is, when it is refused).
         self.answered = False
+        # The exchange's kept bodies, when the policy asks to keep them.
+        self.bodies: BodyLog | None = None
 
     def tokens(self) -> dict[str, str]:
         """The seals seen so far, as the record holds them."""
@@ -109,7 +111,11 @@ class _Seals:
             request_bytes=request.size,
             response_bytes=response.size,
             chains=self.valid_chains(),
-            **self.tokens(),
+            request_seal=self.request.token if self.request else "",
+            response_seal=self.response.token if self.response else "",
+            reasons=("body_truncated",)
+            if self.bodies is not None and self.bodies.truncated
+            else (),
         )
         self.answered = True
 

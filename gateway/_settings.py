@@ -10,6 +10,7 @@ from types import MappingProxyType
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from audit import Timestamper
 from gateway._errors import SettingsError
 from pki import CertificateIdentityError, KeeperSettings, TlsIdentity, certificate_identity
 from policy import AccessRights, EmbeddedEngine, PolicyEngine
@@ -138,21 +139,32 @@ class PolicySettings:
 
 @dataclass(frozen=True)
 class AuditSettings:
-    """The provider side's audit log (gateway._audit): its file, the member's document-signing
-    key and certificate chain that sign its checkpoints, the federation's pseudonym key for
-    citizens, and how often checkpoints are signed."""
+    """The audit log (gateway._audit): its file, the member's document-signing key and
+    certificate chain that seal exchanges and sign checkpoints, the federation's pseudonym key
+    for citizens, how often checkpoints are signed, and the RFC 3161 authority that timestamps
+    them (optional)."""
 
     path: Path
     signing_key: ec.EllipticCurvePrivateKey
     signing_chain: tuple[x509.Certificate, ...]
     pseudonym_key: bytes
     checkpoint_seconds: float = 5.0
+    timestamper: Timestamper | None = None
+    # The key encryption key of kept bodies (32 bytes; None: bodies cannot be kept, and an
+    # exchange whose policy asks to keep them is refused), and how much of each direction of
+    # one exchange is kept.
+    body_key: bytes | None = None
+    body_limit_bytes: int = 16 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if len(self.pseudonym_key) < 32:
             raise SettingsError("audit.pseudonym_key", "must hold at least 32 bytes")
         if not 0.1 <= self.checkpoint_seconds <= 3600:
             raise SettingsError("audit.checkpoint_seconds", "must be between 0.1 and 3600")
+        if self.body_key is not None and len(self.body_key) != 32:
+            raise SettingsError("audit.body_key", "must hold exactly 32 random bytes")
+        if self.body_limit_bytes < 0:
+            raise SettingsError("audit.body_limit_bytes", "must not be negative")
 
 
 @dataclass(frozen=True)

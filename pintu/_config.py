@@ -52,12 +52,20 @@
     opa_timeout_seconds = 0.5
     opa_revision = "opa"                             # the revision decisions name
 
-    [audit]                                          # the tamper-evident log (provider side)
+    [audit]                                          # the tamper-evident log and seals
     log = "audit.db"                                 # default shown (beside this file)
     pseudonym_key = "pseudonym.key"                  # the federation's key for citizens'
                                                      # pseudonyms (at least 32 bytes)
     checkpoint_seconds = 5                           # how often checkpoints are signed
-                                                     # (with [pki] signing_key/certificate)
+                                                     # (with [pki] signing_key/certificate,
+                                                     # which also seals exchanges)
+    tsa_url = "https://tsa.example/tsr"              # optional RFC 3161 timestamps of
+    tsa_roots = "tsa-roots.pem"                      # checkpoints: the TSA, its CA roots,
+    tsa_intermediates = "tsa-chain.pem"              # its intermediate CAs (optional)
+    tsa_timeout_seconds = 10
+    body_key = "body.key"                            # 32 random bytes that wrap the keys of
+                                                     # bodies the policy asks to keep (log_body)
+    body_limit_bytes = 16777216                      # kept per direction of one exchange
 
     [consent]                                        # citizens' consents (provider side)
     service = "127.0.0.1:7500"                       # the consent service (mTLS, auth certificate)
@@ -92,6 +100,7 @@ from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from audit import Timestamper
 from gateway import (
     AgencyListener,
     AuditSettings,
@@ -146,7 +155,17 @@ _KNOWN = {
     },
     "metrics": {"listen"},
     "consent": {"service", "max_staleness_seconds"},
-    "audit": {"log", "pseudonym_key", "checkpoint_seconds"},
+    "audit": {
+        "log",
+        "pseudonym_key",
+        "checkpoint_seconds",
+        "tsa_url",
+        "tsa_roots",
+        "tsa_intermediates",
+        "tsa_timeout_seconds",
+        "body_key",
+        "body_limit_bytes",
+    },
     "policy": {
         "rights",
         "policies",
@@ -426,12 +445,54 @@ def _audit(table: _Reader, pki_table: _Reader) -> AuditSettings | None:
     )
     if not os.access(log.parent, os.W_OK | os.X_OK):
         raise table.error("log", f"{log.parent} is not a folder this process can write to")
+    body_key = None
+    if "body_key" in table.table:
+        try:
+            body_key = table.path("body_key").read_bytes()
+        except OSError as error:
+            raise table.error("body_key", f"cannot be read: {error.strerror}") from None
     try:
         return AuditSettings(
-            log, signing_key, chain, secret, table.get("checkpoint_seconds", float, 5.0)
+            log,
+            signing_key,
+            chain,
+            secret,
+            table.get("checkpoint_seconds", float, 5.0),
+            _timestamper(table),
+            body_key,
+            table.get("body_limit_bytes", int, 16 * 1024 * 1024),
         )
     except SettingsError as error:
         raise table.error(error.setting.removeprefix("audit."), error.message) from None
+
+
+def _timestamper(table: _Reader) -> Timestamper | None:
+    """The RFC 3161 authority of ``[audit]`` (``tsa_*``), if one is configured."""
+    if "tsa_url" not in table.table:
+        for key in ("tsa_roots", "tsa_intermediates", "tsa_timeout_seconds"):
+            if key in table.table:
+                raise table.error(key, "applies only with tsa_url")
+        return None
+    if "tsa_roots" not in table.table:
+        raise table.error("tsa_roots", "required with tsa_url: the TSA's CA certificates")
+    try:
+        return Timestamper(
+            table.get("tsa_url", str, ""),
+            table.loaded("tsa_roots", load_certificates),
+            intermediates=table.loaded("tsa_intermediates", load_certificates)
+            if "tsa_intermediates" in table.table
+            else (),
+            timeout=table.get("tsa_timeout_seconds", float, 10.0),
+        )
+    except ValueError as error:
+        setting, _, message = str(error).partition(": ")
+        key = {
+            "timestamper.url": "tsa_url",
+            "timestamper.roots": "tsa_roots",
+            "timestamper.intermediates": "tsa_intermediates",
+            "timestamper.timeout": "tsa_timeout_seconds",
+        }.get(setting, "tsa_url")
+        raise table.error(key, message or str(error)) from None
 
 
 def _policy(table: _Reader) -> PolicySettings:

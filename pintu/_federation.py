@@ -11,7 +11,8 @@
                                      receipts signed for DEMO/GOV/PINTU
     DIR/operator/                    the registry operator ``admin``'s credentials
     DIR/gateways/<agency>/           gateway.toml, access-rights.json, decisions.jsonl,
-                                     audit.db, authentication, signing and listener keys
+                                     audit.db, authentication, signing and listener keys,
+                                     body.key (wraps the keys of bodies kept in audit.db)
     DIR/pseudonym.key                the key of citizens' pseudonyms in audit records
     DIR/clients/<agency>/            an agency client certificate for the mTLS agency listener
     DIR/logs/<process>.log           each child process's JSON log lines
@@ -434,6 +435,9 @@ class LocalFederation:
                 self._gateway_toml(agency, port, anchor_file, ca_address, consent_address).encode(),
             )
             write_public(folder / "access-rights.json", _access_rights(agency).encode())
+            if not (folder / "body.key").exists():
+                # This security server's key for the bodies its policy asks to keep.
+                write_private(folder / "body.key", secrets.token_bytes(32))
             self._tokens[agency.key] = authority.create_token(server, actor=ACTOR, now=now)
             gateways[agency.key] = {
                 "server": str(server),
@@ -502,6 +506,7 @@ class LocalFederation:
             "[audit]",
             f"log = {_toml_string(folder / 'audit.db')}",
             f"pseudonym_key = {_toml_string(self.state / 'pseudonym.key')}",
+            f"body_key = {_toml_string(folder / 'body.key')}",
             "",
             *(
                 ["[consent]", f"service = {_toml_string(consent_address)}", ""]

@@ -156,6 +156,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     prove.add_argument("--out", type=Path, help="write here (default: standard output)")
     evidence = audit_actions.add_parser("verify-evidence", help="check an evidence file offline")
+    bodies = audit_actions.add_parser(
+        "bodies", help="decrypt the bodies a log keeps of one exchange (with the body key)"
+    )
+    bodies.add_argument("message_id", help="the exchange's pintu-message-id")
+    bodies.add_argument("--log", type=Path, default=Path("audit.db"), help="the log file")
+    bodies.add_argument("--body-key", type=Path, required=True, help="the [audit] body_key file")
+    bodies.add_argument("--out", type=Path, help="write each message to DIR/DIRECTION-INDEX.bin")
     evidence.add_argument("file", type=Path, help="the evidence (pintu audit prove)")
     evidence.add_argument("--roots", type=Path, required=True, help="federation roots (PEM)")
     evidence.add_argument(
@@ -426,6 +433,33 @@ def _audit_prove(options: argparse.Namespace) -> int:
     else:
         options.out.write_text(text)
         print(f"evidence of {options.message_id} written to {options.out}")
+    return 0
+
+
+def _audit_bodies(options: argparse.Namespace) -> int:
+    """Decrypt the kept bodies of one exchange; list them (and write them with --out)."""
+    import hashlib
+
+    from audit import AuditError, BodyKeyError, BodyUnreadable, read_bodies
+    from pintu._errors import ConfigError
+
+    if not options.log.is_file():
+        raise ConfigError(f"{options.log}: no such file")
+    try:
+        key = options.body_key.read_bytes()
+    except OSError as error:
+        raise ConfigError(f"--body-key: {error.strerror}") from None
+    try:
+        found = read_bodies(options.log, options.message_id, key)
+    except (AuditError, BodyKeyError, BodyUnreadable) as error:
+        print(f"pintu: error [{error.code}]: {error}", file=sys.stderr)
+        return 1
+    if options.out is not None:
+        options.out.mkdir(parents=True, exist_ok=True)
+    for direction, index, body in found:
+        print(f"{direction} {index}: {len(body)} bytes, SHA-256 {hashlib.sha256(body).hexdigest()}")
+        if options.out is not None:
+            (options.out / f"{direction}-{index}.bin").write_bytes(body)
     return 0
 
 
@@ -870,6 +904,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _consent_command(options)
         if options.command == "audit" and options.action == "checkpoint":
             return _audit_checkpoint(options.log)
+        if options.command == "audit" and options.action == "bodies":
+            return _audit_bodies(options)
         if options.command == "audit" and options.action == "prove":
             return _audit_prove(options)
         if options.command == "audit" and options.action == "verify-evidence":

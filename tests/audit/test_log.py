@@ -14,11 +14,15 @@ import pytest
 
 import pki
 from audit import (
+    NODE_HEIGHT,
+    AuditError,
     AuditLog,
     AuditUnavailable,
     Checkpoint,
     Frontier,
     LogTampered,
+    consistency_proof,
+    inclusion_proof,
     leaf_hash,
     root,
     verify_extension,
@@ -327,3 +331,35 @@ async def test_a_record_appended_soon_rides_with_the_next_write_or_goes_alone(
     assert await asyncio.wait_for(alone, 2) == 2  # nothing came: written within LAZY_SECONDS
     assert log.writes == 2
     assert [log.record(n) for n in range(3)] == [body(0), body(1), body(2)]
+
+
+def test_proofs_from_stored_subtrees_are_those_of_the_whole_tree(
+    log: AuditLog, tmp_path: Path
+) -> None:
+    """Proofs read stored subtree hashes and a few leaves, not the whole log: they are the
+    RFC's proofs over every leaf at any size and position, also after a reopen that rebuilds
+    the stored subtrees of a log written without them."""
+    size = 3 * 1024 + 77
+    for start in range(0, size, 500):  # batches that complete subtrees mid-batch
+        log.append_many([body(n) for n in range(start, min(size, start + 500))])
+    leaves = [leaf_hash(body(n)) for n in range(size)]
+    positions = [0, 1, 255, 256, 511, 1024, 2047, 2048, 3071, 3072, size - 1]
+    for tree in (size, 2048, 1300, 257):
+        for seq in (p for p in positions if p < tree):
+            assert log.inclusion(seq, tree) == inclusion_proof(seq, leaves[:tree]), (seq, tree)
+    for first, second in ((256, size), (1000, 2048), (2048, size), (1, 300)):
+        assert log.consistency(first, second) == consistency_proof(first, leaves[:second])
+    with pytest.raises(AuditError):
+        log.inclusion(0, size + 1)
+    stored = sqlite3.connect(log.path).execute("SELECT COUNT(*) FROM nodes").fetchone()[0]
+    assert stored == sum(size >> height for height in range(NODE_HEIGHT, 20))
+
+    tamper(log, ("DELETE FROM nodes", ()))
+    key, chain = signer()
+    reopened = AuditLog(log.path, log.name, key, chain)
+    try:
+        assert reopened.inclusion(3000, size) == inclusion_proof(3000, leaves)
+        rebuilt = sqlite3.connect(log.path).execute("SELECT COUNT(*) FROM nodes").fetchone()[0]
+        assert rebuilt == stored
+    finally:
+        reopened.close()

@@ -19,6 +19,7 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from audit import (
+    BODY,
     CERTIFICATE,
     OUTCOME,
     REFUSAL,
@@ -60,7 +61,8 @@ def records(server: SecurityServer) -> list[ExchangeRecord]:
 
 
 def about(server: SecurityServer, message_id: str) -> list[ExchangeRecord]:
-    return [r for r in records(server) if r.message_id == message_id]
+    """The exchange's records, but for its kept bodies (test_kept_bodies)."""
+    return [r for r in records(server) if r.message_id == message_id and r.kind != BODY]
 
 
 def statement(token: str) -> dict[str, Any]:

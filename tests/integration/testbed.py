@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import os
 import shutil
 import tempfile
 import time
@@ -34,6 +35,7 @@ from cryptography.hazmat.primitives import serialization
 
 import pintu
 import pki
+from audit import Timestamper
 from consent import ConsentClient, ConsentService, ConsentSettings
 from gateway import (
     AgencyListener,
@@ -317,15 +319,28 @@ class ThrowawayPki:
             poll_seconds=0.1,
         )
 
-    def audit_settings(self, member: MemberId, path: Path) -> AuditSettings:
+    def audit_settings(
+        self,
+        member: MemberId,
+        path: Path,
+        timestamper: Timestamper | None = None,
+        body_key: bool = True,
+    ) -> AuditSettings:
         """A security server's audit log at ``path``: seals and checkpoints signed with a
-        document-signing certificate of ``member`` from this CA, every 0.2 s."""
+        document-signing certificate of ``member`` from this CA, every 0.2 s, timestamped by
+        ``timestamper``; kept bodies encrypted with a fresh key (with ``body_key``)."""
         key = pki.generate_key()
         certificate = self.ca.issue_signing_certificate(
             member, key.public_key(), now=self.now, lifetime=dt.timedelta(days=1)
         )
         return AuditSettings(
-            path, key, (certificate, self.ca.certificate), PSEUDONYM_KEY, checkpoint_seconds=0.2
+            path,
+            key,
+            (certificate, self.ca.certificate),
+            PSEUDONYM_KEY,
+            checkpoint_seconds=0.2,
+            timestamper=timestamper,
+            body_key=os.urandom(32) if body_key else None,
         )
 
     def operator_identity(self, name: str = "admin") -> pki.TlsIdentity:
@@ -638,6 +653,8 @@ async def build_testbed(
     consent: bool = False,
     consent_staleness: float = 1.0,
     audit: bool = False,
+    audit_timestamper: Timestamper | None = None,
+    audit_body_key: bool = True,
 ) -> TwoGateways:
     """Start a CA service, the probe backend and both gateways (enrolled with the CA).
 
@@ -697,7 +714,9 @@ async def build_testbed(
             },
             limits=limits,
             metrics_address="127.0.0.1:0" if metrics else None,
-            audit=test_pki.audit_settings(A, consumer_pki.key_path.parent / "audit.db")
+            audit=test_pki.audit_settings(
+                A, consumer_pki.key_path.parent / "audit.db", audit_timestamper
+            )
             if audit
             else None,
         ),
@@ -719,7 +738,9 @@ async def build_testbed(
             consent=ConsentReplicaSettings(f"127.0.0.1:{consent_service.port}", consent_staleness)
             if consent_service is not None
             else None,
-            audit=test_pki.audit_settings(B, provider_pki.key_path.parent / "audit.db")
+            audit=test_pki.audit_settings(
+                B, provider_pki.key_path.parent / "audit.db", audit_timestamper, audit_body_key
+            )
             if audit
             else None,
         )

@@ -317,6 +317,22 @@ def test_the_audit_table_builds_the_log_settings(site: Site, document: dict[str,
     assert audit.path == site.folder / "audit.db"
     assert (audit.pseudonym_key, audit.checkpoint_seconds) == (b"k" * 32, 2.0)
     assert len(audit.signing_chain) == 1
+    assert audit.timestamper is None
+
+
+def test_the_audit_table_names_an_rfc_3161_authority(site: Site, document: dict[str, Any]) -> None:
+    signing_files(site)
+    (site.folder / "tsa-roots.pem").write_bytes((site.folder / "keys/signing.pem").read_bytes())
+    table = {
+        "pseudonym_key": "pseudonym.key",
+        "tsa_url": "http://127.0.0.1:9/tsr",
+        "tsa_roots": "tsa-roots.pem",
+        "tsa_timeout_seconds": 3,
+    }
+    audit = pintu.load_gateway_settings(site.write(with_audit(document, **table))).audit
+    assert audit is not None
+    assert audit.timestamper is not None
+    assert audit.timestamper.url == "http://127.0.0.1:9/tsr"
 
 
 @pytest.mark.parametrize(
@@ -335,6 +351,45 @@ def test_the_audit_table_builds_the_log_settings(site: Site, document: dict[str,
             "audit.checkpoint_seconds",
             "between 0.1 and 3600",
         ),
+        (
+            {"pseudonym_key": "pseudonym.key", "body_key": "short.key"},
+            "audit.body_key",
+            "exactly 32 random bytes",
+        ),
+        (
+            {"pseudonym_key": "pseudonym.key", "body_key": "absent.key"},
+            "audit.body_key",
+            "cannot be read",
+        ),
+        (
+            {"pseudonym_key": "pseudonym.key", "tsa_url": "http://127.0.0.1:9/tsr"},
+            "audit.tsa_roots",
+            "required with tsa_url",
+        ),
+        (
+            {"pseudonym_key": "pseudonym.key", "tsa_roots": "tsa-roots.pem"},
+            "audit.tsa_roots",
+            "only with tsa_url",
+        ),
+        (
+            {
+                "pseudonym_key": "pseudonym.key",
+                "tsa_url": "ftp://tsa.example/",
+                "tsa_roots": "tsa-roots.pem",
+            },
+            "audit.tsa_url",
+            "not an http(s) address",
+        ),
+        (
+            {
+                "pseudonym_key": "pseudonym.key",
+                "tsa_url": "http://127.0.0.1:9/tsr",
+                "tsa_roots": "tsa-roots.pem",
+                "tsa_timeout_seconds": -1,
+            },
+            "audit.tsa_timeout_seconds",
+            "must be positive",
+        ),
     ],
 )
 def test_a_bad_audit_setting_is_refused_by_name(
@@ -342,6 +397,7 @@ def test_a_bad_audit_setting_is_refused_by_name(
 ) -> None:
     signing_files(site)
     (site.folder / "short.key").write_bytes(b"k" * 8)
+    (site.folder / "tsa-roots.pem").write_bytes((site.folder / "keys/signing.pem").read_bytes())
     config = site.write(
         with_audit(document, log="audit.db", **table)
         if not table

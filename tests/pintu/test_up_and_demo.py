@@ -82,8 +82,8 @@ def test_private_keys_are_readable_by_their_owner_only(federation: dict[str, Any
         state / "ca-passphrase",
     ]
     # The CA's root, issuing, responder and service keys; per gateway its authentication,
-    # signing and agency-listener keys; per agency a client key; the CA's passphrase.
-    assert len(keys) == 4 + 4 * 3 + 4 + 1
+    # signing, agency-listener and body keys; per agency a client key; the CA's passphrase.
+    assert len(keys) == 4 + 4 * 4 + 4 + 1
     for key in keys:
         assert oct(key.stat().st_mode & 0o777) == "0o600", key
 

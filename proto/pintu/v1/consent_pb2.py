@@ -25,39 +25,49 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cproto/pintu/v1/consent.proto\x12\x08pintu.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf7\x01\n\rConsentDetail\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x10\n\x08\x63onsumer\x18\x03 \x01(\t\x12\x10\n\x08services\x18\x04 \x03(\t\x12\x17\n\x0f\x64\x61ta_categories\x18\x05 \x03(\t\x12\x0f\n\x07purpose\x18\x06 \x01(\t\x12\x14\n\x0cpurpose_text\x18\x07 \x01(\t\x12.\n\nvalid_from\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bvalid_until\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x85\x01\n\x13\x43onsentStatusChange\x12\'\n\x06status\x18\x01 \x01(\x0e\x32\x17.pintu.v1.ConsentStatus\x12&\n\x02\x61t\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\x91\x01\n\x07\x43onsent\x12\n\n\x02id\x18\x01 \x01(\t\x12\'\n\x06\x64\x65tail\x18\x02 \x01(\x0b\x32\x17.pintu.v1.ConsentDetail\x12.\n\x07history\x18\x03 \x03(\x0b\x32\x1d.pintu.v1.ConsentStatusChange\x12\x10\n\x08position\x18\x04 \x01(\x03\x12\x0f\n\x07receipt\x18\x05 \x01(\t\"a\n\x13GrantConsentRequest\x12\'\n\x06\x64\x65tail\x18\x01 \x01(\x0b\x32\x17.pintu.v1.ConsentDetail\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\"n\n\x14\x43hangeConsentRequest\x12\x12\n\nconsent_id\x18\x01 \x01(\t\x12\x0f\n\x07subject\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\"8\n\x11GetConsentRequest\x12\x12\n\nconsent_id\x18\x01 \x01(\t\x12\x0f\n\x07subject\x18\x02 \x01(\t\"&\n\x13ListConsentsRequest\x12\x0f\n\x07subject\x18\x01 \x01(\t\";\n\x14ListConsentsResponse\x12#\n\x08\x63onsents\x18\x01 \x03(\x0b\x32\x11.pintu.v1.Consent\"Z\n\x13\x43heckConsentRequest\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12\x10\n\x08\x63onsumer\x18\x02 \x01(\t\x12\x0f\n\x07service\x18\x03 \x01(\t\x12\x0f\n\x07purpose\x18\x04 \x01(\t\"9\n\x14\x43heckConsentResponse\x12\r\n\x05state\x18\x01 \x01(\t\x12\x12\n\nconsent_id\x18\x02 \x01(\t\":\n\x14WatchConsentsRequest\x12\r\n\x05\x61\x66ter\x18\x01 \x01(\x03\x12\x13\n\x0b\x66ingerprint\x18\x02 \x01(\t\"\xab\x01\n\x0e\x43onsentChanges\x12\r\n\x05reset\x18\x01 \x01(\x08\x12#\n\x08\x63onsents\x18\x02 \x03(\x0b\x32\x11.pintu.v1.Consent\x12\x10\n\x08position\x18\x03 \x01(\x03\x12+\n\x07sent_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x66ingerprint\x18\x05 \x01(\t\x12\x11\n\tcaught_up\x18\x06 \x01(\x08*\x9d\x01\n\rConsentStatus\x12\x1e\n\x1a\x43ONSENT_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15\x43ONSENT_STATUS_ACTIVE\x10\x01\x12\x19\n\x15\x43ONSENT_STATUS_PAUSED\x10\x02\x12\x1a\n\x16\x43ONSENT_STATUS_REVOKED\x10\x03\x12\x1a\n\x16\x43ONSENT_STATUS_EXPIRED\x10\x04\x32\x90\x04\n\x08\x43onsents\x12\x39\n\x05Grant\x12\x1d.pintu.v1.GrantConsentRequest\x1a\x11.pintu.v1.Consent\x12:\n\x05Pause\x12\x1e.pintu.v1.ChangeConsentRequest\x1a\x11.pintu.v1.Consent\x12;\n\x06Resume\x12\x1e.pintu.v1.ChangeConsentRequest\x1a\x11.pintu.v1.Consent\x12;\n\x06Revoke\x12\x1e.pintu.v1.ChangeConsentRequest\x1a\x11.pintu.v1.Consent\x12\x35\n\x03Get\x12\x1b.pintu.v1.GetConsentRequest\x1a\x11.pintu.v1.Consent\x12O\n\x0eListForSubject\x12\x1d.pintu.v1.ListConsentsRequest\x1a\x1e.pintu.v1.ListConsentsResponse\x12\x46\n\x05\x43heck\x12\x1d.pintu.v1.CheckConsentRequest\x1a\x1e.pintu.v1.CheckConsentResponse\x12\x43\n\x05Watch\x12\x1e.pintu.v1.WatchConsentsRequest\x1a\x18.pintu.v1.ConsentChanges0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cproto/pintu/v1/consent.proto\x12\x08pintu.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf7\x01\n\rConsentDetail\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x10\n\x08\x63onsumer\x18\x03 \x01(\t\x12\x10\n\x08services\x18\x04 \x03(\t\x12\x17\n\x0f\x64\x61ta_categories\x18\x05 \x03(\t\x12\x0f\n\x07purpose\x18\x06 \x01(\t\x12\x14\n\x0cpurpose_text\x18\x07 \x01(\t\x12.\n\nvalid_from\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bvalid_until\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x85\x01\n\x13\x43onsentStatusChange\x12\'\n\x06status\x18\x01 \x01(\x0e\x32\x17.pintu.v1.ConsentStatus\x12&\n\x02\x61t\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\x91\x01\n\x07\x43onsent\x12\n\n\x02id\x18\x01 \x01(\t\x12\'\n\x06\x64\x65tail\x18\x02 \x01(\x0b\x32\x17.pintu.v1.ConsentDetail\x12.\n\x07history\x18\x03 \x03(\x0b\x32\x1d.pintu.v1.ConsentStatusChange\x12\x10\n\x08position\x18\x04 \x01(\x03\x12\x0f\n\x07receipt\x18\x05 \x01(\t\"\xa3\x02\n\x0b\x41\x63\x63\x65ssEvent\x12\x0b\n\x03log\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x0f\n\x07subject\x18\x03 \x01(\t\x12\x10\n\x08\x63onsumer\x18\x04 \x01(\t\x12\x17\n\x0f\x63onsumer_server\x18\x05 \x01(\t\x12\x10\n\x08provider\x18\x06 \x01(\t\x12\x0e\n\x06method\x18\x07 \x01(\t\x12\x0f\n\x07purpose\x18\x08 \x01(\t\x12&\n\x02\x61t\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x61llowed\x18\n \x01(\x08\x12\x0c\n\x04\x63ode\x18\x0b \x01(\t\x12\x12\n\nmessage_id\x18\x0c \x01(\t\x12\x17\n\x0f\x63heckpoint_size\x18\r \x01(\x04\x12\x17\n\x0f\x63heckpoint_root\x18\x0e \x01(\t\"<\n\x13ReportAccessRequest\x12%\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x15.pintu.v1.AccessEvent\"<\n\x14ReportAccessResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\r\x12\x12\n\nduplicates\x18\x02 \x01(\r\"n\n\x11ListAccessRequest\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\r\x12*\n\x06\x62\x65\x66ore\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\";\n\x12ListAccessResponse\x12%\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x15.pintu.v1.AccessEvent\"a\n\x13GrantConsentRequest\x12\'\n\x06\x64\x65tail\x18\x01 \x01(\x0b\x32\x17.pintu.v1.ConsentDetail\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\"n\n\x14\x43hangeConsentRequest\x12\x12\n\nconsent_id\x18\x01 \x01(\t\x12\x0f\n\x07subject\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\"8\n\x11GetConsentRequest\x12\x12\n\nconsent_id\x18\x01 \x01(\t\x12\x0f\n\x07subject\x18\x02 \x01(\t\"&\n\x13ListConsentsRequest\x12\x0f\n\x07subject\x18\x01 \x01(\t\";\n\x14ListConsentsResponse\x12#\n\x08\x63onsents\x18\x01 \x03(\x0b\x32\x11.pintu.v1.Consent\"Z\n\x13\x43heckConsentRequest\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12\x10\n\x08\x63onsumer\x18\x02 \x01(\t\x12\x0f\n\x07service\x18\x03 \x01(\t\x12\x0f\n\x07purpose\x18\x04 \x01(\t\"9\n\x14\x43heckConsentResponse\x12\r\n\x05state\x18\x01 \x01(\t\x12\x12\n\nconsent_id\x18\x02 \x01(\t\":\n\x14WatchConsentsRequest\x12\r\n\x05\x61\x66ter\x18\x01 \x01(\x03\x12\x13\n\x0b\x66ingerprint\x18\x02 \x01(\t\"\xab\x01\n\x0e\x43onsentChanges\x12\r\n\x05reset\x18\x01 \x01(\x08\x12#\n\x08\x63onsents\x18\x02 \x03(\x0b\x32\x11.pintu.v1.Consent\x12\x10\n\x08position\x18\x03 \x01(\x03\x12+\n\x07sent_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x66ingerprint\x18\x05 \x01(\t\x12\x11\n\tcaught_up\x18\x06 \x01(\x08*\x9d\x01\n\rConsentStatus\x12\x1e\n\x1a\x43ONSENT_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15\x43ONSENT_STATUS_ACTIVE\x10\x01\x12\x19\n\x15\x43ONSENT_STATUS_PAUSED\x10\x02\x12\x1a\n\x16\x43ONSENT_STATUS_REVOKED\x10\x03\x12\x1a\n\x16\x43ONSENT_STATUS_EXPIRED\x10\x04\x32\xa8\x05\n\x08\x43onsents\x12\x39\n\x05Grant\x12\x1d.pintu.v1.GrantConsentRequest\x1a\x11.pintu.v1.Consent\x12:\n\x05Pause\x12\x1e.pintu.v1.ChangeConsentRequest\x1a\x11.pintu.v1.Consent\x12;\n\x06Resume\x12\x1e.pintu.v1.ChangeConsentRequest\x1a\x11.pintu.v1.Consent\x12;\n\x06Revoke\x12\x1e.pintu.v1.ChangeConsentRequest\x1a\x11.pintu.v1.Consent\x12\x35\n\x03Get\x12\x1b.pintu.v1.GetConsentRequest\x1a\x11.pintu.v1.Consent\x12O\n\x0eListForSubject\x12\x1d.pintu.v1.ListConsentsRequest\x1a\x1e.pintu.v1.ListConsentsResponse\x12\x46\n\x05\x43heck\x12\x1d.pintu.v1.CheckConsentRequest\x1a\x1e.pintu.v1.CheckConsentResponse\x12\x43\n\x05Watch\x12\x1e.pintu.v1.WatchConsentsRequest\x1a\x18.pintu.v1.ConsentChanges0\x01\x12M\n\x0cReportAccess\x12\x1d.pintu.v1.ReportAccessRequest\x1a\x1e.pintu.v1.ReportAccessResponse\x12G\n\nListAccess\x12\x1b.pintu.v1.ListAccessRequest\x1a\x1c.pintu.v1.ListAccessResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'proto.pintu.v1.consent_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CONSENTSTATUS']._serialized_start=1365
-  _globals['_CONSENTSTATUS']._serialized_end=1522
+  _globals['_CONSENTSTATUS']._serialized_start=1956
+  _globals['_CONSENTSTATUS']._serialized_end=2113
   _globals['_CONSENTDETAIL']._serialized_start=76
   _globals['_CONSENTDETAIL']._serialized_end=323
   _globals['_CONSENTSTATUSCHANGE']._serialized_start=326
   _globals['_CONSENTSTATUSCHANGE']._serialized_end=459
   _globals['_CONSENT']._serialized_start=462
   _globals['_CONSENT']._serialized_end=607
-  _globals['_GRANTCONSENTREQUEST']._serialized_start=609
-  _globals['_GRANTCONSENTREQUEST']._serialized_end=706
-  _globals['_CHANGECONSENTREQUEST']._serialized_start=708
-  _globals['_CHANGECONSENTREQUEST']._serialized_end=818
-  _globals['_GETCONSENTREQUEST']._serialized_start=820
-  _globals['_GETCONSENTREQUEST']._serialized_end=876
-  _globals['_LISTCONSENTSREQUEST']._serialized_start=878
-  _globals['_LISTCONSENTSREQUEST']._serialized_end=916
-  _globals['_LISTCONSENTSRESPONSE']._serialized_start=918
-  _globals['_LISTCONSENTSRESPONSE']._serialized_end=977
-  _globals['_CHECKCONSENTREQUEST']._serialized_start=979
-  _globals['_CHECKCONSENTREQUEST']._serialized_end=1069
-  _globals['_CHECKCONSENTRESPONSE']._serialized_start=1071
-  _globals['_CHECKCONSENTRESPONSE']._serialized_end=1128
-  _globals['_WATCHCONSENTSREQUEST']._serialized_start=1130
-  _globals['_WATCHCONSENTSREQUEST']._serialized_end=1188
-  _globals['_CONSENTCHANGES']._serialized_start=1191
-  _globals['_CONSENTCHANGES']._serialized_end=1362
-  _globals['_CONSENTS']._serialized_start=1525
-  _globals['_CONSENTS']._serialized_end=2053
+  _globals['_ACCESSEVENT']._serialized_start=610
+  _globals['_ACCESSEVENT']._serialized_end=901
+  _globals['_REPORTACCESSREQUEST']._serialized_start=903
+  _globals['_REPORTACCESSREQUEST']._serialized_end=963
+  _globals['_REPORTACCESSRESPONSE']._serialized_start=965
+  _globals['_REPORTACCESSRESPONSE']._serialized_end=1025
+  _globals['_LISTACCESSREQUEST']._serialized_start=1027
+  _globals['_LISTACCESSREQUEST']._serialized_end=1137
+  _globals['_LISTACCESSRESPONSE']._serialized_start=1139
+  _globals['_LISTACCESSRESPONSE']._serialized_end=1198
+  _globals['_GRANTCONSENTREQUEST']._serialized_start=1200
+  _globals['_GRANTCONSENTREQUEST']._serialized_end=1297
+  _globals['_CHANGECONSENTREQUEST']._serialized_start=1299
+  _globals['_CHANGECONSENTREQUEST']._serialized_end=1409
+  _globals['_GETCONSENTREQUEST']._serialized_start=1411
+  _globals['_GETCONSENTREQUEST']._serialized_end=1467
+  _globals['_LISTCONSENTSREQUEST']._serialized_start=1469
+  _globals['_LISTCONSENTSREQUEST']._serialized_end=1507
+  _globals['_LISTCONSENTSRESPONSE']._serialized_start=1509
+  _globals['_LISTCONSENTSRESPONSE']._serialized_end=1568
+  _globals['_CHECKCONSENTREQUEST']._serialized_start=1570
+  _globals['_CHECKCONSENTREQUEST']._serialized_end=1660
+  _globals['_CHECKCONSENTRESPONSE']._serialized_start=1662
+  _globals['_CHECKCONSENTRESPONSE']._serialized_end=1719
+  _globals['_WATCHCONSENTSREQUEST']._serialized_start=1721
+  _globals['_WATCHCONSENTSREQUEST']._serialized_end=1779
+  _globals['_CONSENTCHANGES']._serialized_start=1782
+  _globals['_CONSENTCHANGES']._serialized_end=1953
+  _globals['_CONSENTS']._serialized_start=2116
+  _globals['_CONSENTS']._serialized_end=2796
 # @@protoc_insertion_point(module_scope)

@@ -176,6 +176,177 @@ class Consent(_message.Message):
 Global___Consent: _TypeAlias = Consent  # noqa: Y015
 
 @_typing.final
+class AccessEvent(_message.Message):
+    """One exchange about a citizen, as the provider's security server recorded it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOG_FIELD_NUMBER: _builtins.int
+    SEQ_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    CONSUMER_FIELD_NUMBER: _builtins.int
+    CONSUMER_SERVER_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    METHOD_FIELD_NUMBER: _builtins.int
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    ALLOWED_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    CHECKPOINT_SIZE_FIELD_NUMBER: _builtins.int
+    CHECKPOINT_ROOT_FIELD_NUMBER: _builtins.int
+    log: _builtins.str
+    """The reporting security server (INSTANCE/CLASS/MEMBER/SERVER): the log the record is in."""
+    seq: _builtins.int
+    """The record's sequence number in that log."""
+    subject: _builtins.str
+    """The citizen's keyed pseudonym (never the identifier itself)."""
+    consumer: _builtins.str
+    """The client subsystem that asked, and its security server."""
+    consumer_server: _builtins.str
+    provider: _builtins.str
+    """The provider subsystem, and the method called (/package.Service/Method)."""
+    method: _builtins.str
+    purpose: _builtins.str
+    allowed: _builtins.bool
+    """Whether the exchange was let through; when not, the refusal's code."""
+    code: _builtins.str
+    message_id: _builtins.str
+    checkpoint_size: _builtins.int
+    """A signed checkpoint of the log that covers the record: its size and root (hex), so the
+    citizen can ask for the record's inclusion proof.
+    """
+    checkpoint_root: _builtins.str
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        log: _builtins.str = ...,
+        seq: _builtins.int = ...,
+        subject: _builtins.str = ...,
+        consumer: _builtins.str = ...,
+        consumer_server: _builtins.str = ...,
+        provider: _builtins.str = ...,
+        method: _builtins.str = ...,
+        purpose: _builtins.str = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+        allowed: _builtins.bool = ...,
+        code: _builtins.str = ...,
+        message_id: _builtins.str = ...,
+        checkpoint_size: _builtins.int = ...,
+        checkpoint_root: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed", b"allowed", "at", b"at", "checkpoint_root", b"checkpoint_root", "checkpoint_size", b"checkpoint_size", "code", b"code", "consumer", b"consumer", "consumer_server", b"consumer_server", "log", b"log", "message_id", b"message_id", "method", b"method", "provider", b"provider", "purpose", b"purpose", "seq", b"seq", "subject", b"subject"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AccessEvent: _TypeAlias = AccessEvent  # noqa: Y015
+
+@_typing.final
+class ReportAccessRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___AccessEvent]:
+        """At most 1,000 events, all recorded by the calling security server's log, about its own
+        member's services.
+        """
+
+    def __init__(
+        self,
+        *,
+        events: _abc.Iterable[Global___AccessEvent] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportAccessRequest: _TypeAlias = ReportAccessRequest  # noqa: Y015
+
+@_typing.final
+class ReportAccessResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCEPTED_FIELD_NUMBER: _builtins.int
+    DUPLICATES_FIELD_NUMBER: _builtins.int
+    accepted: _builtins.int
+    """Events recorded now, and events that were already recorded."""
+    duplicates: _builtins.int
+    def __init__(
+        self,
+        *,
+        accepted: _builtins.int = ...,
+        duplicates: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "duplicates", b"duplicates"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportAccessResponse: _TypeAlias = ReportAccessResponse  # noqa: Y015
+
+@_typing.final
+class ListAccessRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    BEFORE_FIELD_NUMBER: _builtins.int
+    subject: _builtins.str
+    """The citizen (e.g. NIK:3174051234560001); the service looks up their pseudonym."""
+    actor: _builtins.str
+    """Who acts, as in GrantConsentRequest ("citizen NIK:..." may read only their own)."""
+    limit: _builtins.int
+    """At most this many events (0: the maximum, 1,000), newest first; when paging, only those
+    that happened before `before`.
+    """
+    @_builtins.property
+    def before(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        subject: _builtins.str = ...,
+        actor: _builtins.str = ...,
+        limit: _builtins.int = ...,
+        before: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["before", b"before"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "before", b"before", "limit", b"limit", "subject", b"subject"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAccessRequest: _TypeAlias = ListAccessRequest  # noqa: Y015
+
+@_typing.final
+class ListAccessResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___AccessEvent]: ...
+    def __init__(
+        self,
+        *,
+        events: _abc.Iterable[Global___AccessEvent] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAccessResponse: _TypeAlias = ListAccessResponse  # noqa: Y015
+
+@_typing.final
 class GrantConsentRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

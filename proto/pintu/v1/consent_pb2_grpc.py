@@ -74,6 +74,16 @@ class ConsentsStub:
                 request_serializer=proto_dot_pintu_dot_v1_dot_consent__pb2.WatchConsentsRequest.SerializeToString,
                 response_deserializer=proto_dot_pintu_dot_v1_dot_consent__pb2.ConsentChanges.FromString,
                 _registered_method=True)
+        self.ReportAccess = channel.unary_unary(
+                '/pintu.v1.Consents/ReportAccess',
+                request_serializer=proto_dot_pintu_dot_v1_dot_consent__pb2.ReportAccessRequest.SerializeToString,
+                response_deserializer=proto_dot_pintu_dot_v1_dot_consent__pb2.ReportAccessResponse.FromString,
+                _registered_method=True)
+        self.ListAccess = channel.unary_unary(
+                '/pintu.v1.Consents/ListAccess',
+                request_serializer=proto_dot_pintu_dot_v1_dot_consent__pb2.ListAccessRequest.SerializeToString,
+                response_deserializer=proto_dot_pintu_dot_v1_dot_consent__pb2.ListAccessResponse.FromString,
+                _registered_method=True)
 
 
 class ConsentsServicer:
@@ -132,6 +142,23 @@ class ConsentsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportAccess(self, request, context):
+        """A provider's security server: the exchanges about citizens its audit log recorded (the
+        citizens' access history). Idempotent: an event already recorded (same log and sequence
+        number) is counted as a duplicate and changes nothing, so a server redelivers freely.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAccess(self, request, context):
+        """An operator, for one citizen (the portal acting for them): the exchanges about them,
+        newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ConsentsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -174,6 +201,16 @@ def add_ConsentsServicer_to_server(servicer, server):
                     servicer.Watch,
                     request_deserializer=proto_dot_pintu_dot_v1_dot_consent__pb2.WatchConsentsRequest.FromString,
                     response_serializer=proto_dot_pintu_dot_v1_dot_consent__pb2.ConsentChanges.SerializeToString,
+            ),
+            'ReportAccess': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportAccess,
+                    request_deserializer=proto_dot_pintu_dot_v1_dot_consent__pb2.ReportAccessRequest.FromString,
+                    response_serializer=proto_dot_pintu_dot_v1_dot_consent__pb2.ReportAccessResponse.SerializeToString,
+            ),
+            'ListAccess': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAccess,
+                    request_deserializer=proto_dot_pintu_dot_v1_dot_consent__pb2.ListAccessRequest.FromString,
+                    response_serializer=proto_dot_pintu_dot_v1_dot_consent__pb2.ListAccessResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -392,6 +429,60 @@ class Consents:
             '/pintu.v1.Consents/Watch',
             proto_dot_pintu_dot_v1_dot_consent__pb2.WatchConsentsRequest.SerializeToString,
             proto_dot_pintu_dot_v1_dot_consent__pb2.ConsentChanges.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportAccess(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pintu.v1.Consents/ReportAccess',
+            proto_dot_pintu_dot_v1_dot_consent__pb2.ReportAccessRequest.SerializeToString,
+            proto_dot_pintu_dot_v1_dot_consent__pb2.ReportAccessResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAccess(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pintu.v1.Consents/ListAccess',
+            proto_dot_pintu_dot_v1_dot_consent__pb2.ListAccessRequest.SerializeToString,
+            proto_dot_pintu_dot_v1_dot_consent__pb2.ListAccessResponse.FromString,
             options,
             channel_credentials,
             insecure,

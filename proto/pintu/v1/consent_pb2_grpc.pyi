@@ -53,6 +53,15 @@ class ConsentsStub:
     """A security server: every consent about its own member's data changed after a position,
     then each change as it happens, and a heartbeat at least every second.
     """
+    ReportAccess: _grpc.UnaryUnaryMultiCallable[_consent_pb2.ReportAccessRequest, _consent_pb2.ReportAccessResponse]
+    """A provider's security server: the exchanges about citizens its audit log recorded (the
+    citizens' access history). Idempotent: an event already recorded (same log and sequence
+    number) is counted as a duplicate and changes nothing, so a server redelivers freely.
+    """
+    ListAccess: _grpc.UnaryUnaryMultiCallable[_consent_pb2.ListAccessRequest, _consent_pb2.ListAccessResponse]
+    """An operator, for one citizen (the portal acting for them): the exchanges about them,
+    newest first.
+    """
 
 @_typing.type_check_only
 class ConsentsAsyncStub(ConsentsStub):
@@ -71,6 +80,15 @@ class ConsentsAsyncStub(ConsentsStub):
     Watch: _aio.UnaryStreamMultiCallable[_consent_pb2.WatchConsentsRequest, _consent_pb2.ConsentChanges]  # type: ignore[assignment]
     """A security server: every consent about its own member's data changed after a position,
     then each change as it happens, and a heartbeat at least every second.
+    """
+    ReportAccess: _aio.UnaryUnaryMultiCallable[_consent_pb2.ReportAccessRequest, _consent_pb2.ReportAccessResponse]  # type: ignore[assignment]
+    """A provider's security server: the exchanges about citizens its audit log recorded (the
+    citizens' access history). Idempotent: an event already recorded (same log and sequence
+    number) is counted as a duplicate and changes nothing, so a server redelivers freely.
+    """
+    ListAccess: _aio.UnaryUnaryMultiCallable[_consent_pb2.ListAccessRequest, _consent_pb2.ListAccessResponse]  # type: ignore[assignment]
+    """An operator, for one citizen (the portal acting for them): the exchanges about them,
+    newest first.
     """
 
 class ConsentsServicer(metaclass=_abc_1.ABCMeta):
@@ -135,6 +153,27 @@ class ConsentsServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_consent_pb2.ConsentChanges], _abc.AsyncIterator[_consent_pb2.ConsentChanges]]:
         """A security server: every consent about its own member's data changed after a position,
         then each change as it happens, and a heartbeat at least every second.
+        """
+
+    @_abc_1.abstractmethod
+    def ReportAccess(
+        self,
+        request: _consent_pb2.ReportAccessRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_consent_pb2.ReportAccessResponse, _abc.Awaitable[_consent_pb2.ReportAccessResponse]]:
+        """A provider's security server: the exchanges about citizens its audit log recorded (the
+        citizens' access history). Idempotent: an event already recorded (same log and sequence
+        number) is counted as a duplicate and changes nothing, so a server redelivers freely.
+        """
+
+    @_abc_1.abstractmethod
+    def ListAccess(
+        self,
+        request: _consent_pb2.ListAccessRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_consent_pb2.ListAccessResponse, _abc.Awaitable[_consent_pb2.ListAccessResponse]]:
+        """An operator, for one citizen (the portal acting for them): the exchanges about them,
+        newest first.
         """
 
 def add_ConsentsServicer_to_server(servicer: ConsentsServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
