@@ -2,6 +2,7 @@
 inclusion and consistency proofs anyone can check offline (:func:`verify_log`,
 :func:`verify_record`, :func:`verify_extension`)."""
 
+from audit._archive import Archived, ArchiveInvalid, archive, prune, verify_archive
 from audit._body import (
     REQUEST_BODY,
     RESPONSE_BODY,
@@ -82,6 +83,8 @@ __all__ = [
     "REQUEST",
     "REQUEST_BODY",
     "RESPONSE_BODY",
+    "ArchiveInvalid",
+    "Archived",
     "AuditError",
     "AuditLog",
     "AuditUnavailable",
@@ -109,16 +112,19 @@ __all__ = [
     "TimestampUnavailable",
     "Timestamper",
     "Verified",
+    "archive",
     "consistency_proof",
     "decrypt_body",
     "inclusion_proof",
     "leaf_hash",
     "prove",
+    "prune",
     "pseudonym",
     "read_bodies",
     "request_statement",
     "response_statement",
     "root",
+    "verify_archive",
     "verify_consistency",
     "verify_evidence",
     "verify_extension",

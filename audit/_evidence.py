@@ -34,7 +34,7 @@ from audit._log import (
     verify_record,
 )
 from audit._merkle import ProofInvalid, inclusion_proof_of
-from audit._record import BODY, BODY_KEY, CERTIFICATE, OUTCOME, ExchangeRecord
+from audit._record import BODY, BODY_KEY, CERTIFICATE, OUTCOME, REQUEST, ExchangeRecord
 from audit._seal import (
     REQUEST_STATEMENT,
     RESPONSE_STATEMENT,
@@ -228,7 +228,10 @@ def verify_evidence(
     if not about:
         raise EvidenceInvalid(f"the evidence holds no record of {message_id}")
     chains = {r.thumbprint: r for r in records if r.kind == CERTIFICATE}
-    outcome = next((r for r in about if r.kind == OUTCOME and r.request_seal), None)
+    outcomes = [r for r in about if r.kind == OUTCOME]
+    if len(outcomes) > 1 or len([r for r in about if r.kind == REQUEST]) > 1:
+        raise EvidenceInvalid(f"several exchanges of the log share the message id {message_id}")
+    outcome = next((r for r in outcomes if r.request_seal), None)
     request = response = None
     request_signer = response_signer = None
     if outcome is not None:
@@ -246,6 +249,8 @@ def verify_evidence(
             ):
                 raise EvidenceInvalid("the response seal is not bound to this request")
             _signed_by(response_signer, str(request.get("provider", "")), "response")
+            if response.get("status") != outcome.status:
+                raise EvidenceInvalid("the outcome's status is not the one the provider sealed")
     return Evidence(
         message_id,
         checkpoint.log,

@@ -81,6 +81,8 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS nodes ("
     " height INTEGER NOT NULL, position INTEGER NOT NULL, hash BLOB NOT NULL,"
     " PRIMARY KEY (height, position)) WITHOUT ROWID",
+    # Positions of the log's readers (e.g. the access feed), outside the Merkle tree.
+    "CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, position INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS timestamps ("
     " size INTEGER PRIMARY KEY, reply BLOB NOT NULL, at TEXT NOT NULL)",
 )
@@ -111,6 +113,22 @@ class Frontier:
         # (height, hash) of each perfect subtree, left to right, heights strictly decreasing.
         self._nodes: list[tuple[int, bytes]] = []
         self.size = 0
+
+    def nodes(self) -> list[bytes]:
+        """The roots of the perfect subtrees that make up the tree, left to right."""
+        return [node for _, node in self._nodes]
+
+    @staticmethod
+    def from_nodes(size: int, nodes: Sequence[bytes]) -> Frontier:
+        """The frontier of a tree of ``size`` leaves from its :meth:`nodes` (LogTampered: not
+        as many as ``size`` has perfect subtrees)."""
+        heights = [h for h in range(size.bit_length() - 1, -1, -1) if size >> h & 1]
+        if len(heights) != len(nodes) or any(len(node) != 32 for node in nodes):
+            raise LogTampered(f"a tree of {size} leaves has {len(heights)} subtree roots")
+        frontier = Frontier()
+        frontier._nodes = list(zip(heights, nodes, strict=True))
+        frontier.size = size
+        return frontier
 
     def copy(self) -> Frontier:
         """An independent copy."""
@@ -250,9 +268,12 @@ class AuditLog:
         ).fetchone()
         signed = json.loads(_payload(latest[1])) if latest else None
         stored = self._db.execute("SELECT COUNT(*) FROM nodes").fetchone()[0]
+        archived = pruned_ranges(self._db)
         completed: list[tuple[int, int, bytes]] = []
         for seq, body, leaf in self._db.execute("SELECT seq, body, leaf FROM records ORDER BY seq"):
-            if seq != self._frontier.size or leaf_hash(bytes(body)) != bytes(leaf):
+            if seq != self._frontier.size or (
+                leaf_hash(bytes(body)) != bytes(leaf) and not is_pruned(archived, seq, body)
+            ):
                 raise AuditUnavailable(
                     f"audit log {self.path}: record {self._frontier.size} was changed; the log"
                     " is not continued (check it with pintu audit verify)"
@@ -490,6 +511,44 @@ class AuditLog:
         """The head of the subtree of records [start, end) (called with the lock held)."""
         return subtree_head(self._db, start, end)
 
+    def records_from(self, start: int, count: int) -> list[tuple[int, bytes]]:
+        """Up to ``count`` records from ``start`` on: (sequence number, body)."""
+        try:
+            with self._lock:
+                return [
+                    (seq, bytes(body))
+                    for seq, body in self._db.execute(
+                        "SELECT seq, body FROM records WHERE seq >= ? ORDER BY seq LIMIT ?",
+                        (start, count),
+                    )
+                ]
+        except sqlite3.Error as error:
+            raise AuditUnavailable(f"audit log {self.path}: {error}") from None
+
+    def cursor(self, name: str) -> int:
+        """The position reader ``name`` stored (0 when none)."""
+        try:
+            with self._lock:
+                row = self._db.execute(
+                    "SELECT position FROM cursors WHERE name = ?", (name,)
+                ).fetchone()
+        except sqlite3.Error as error:
+            raise AuditUnavailable(f"audit log {self.path}: {error}") from None
+        return int(row[0]) if row else 0
+
+    def set_cursor(self, name: str, position: int) -> None:
+        """Store reader ``name``'s position, durably."""
+        try:
+            with self._lock, self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute(
+                    "INSERT INTO cursors (name, position) VALUES (?, ?)"
+                    " ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+                    (name, position),
+                )
+        except sqlite3.Error as error:
+            raise AuditUnavailable(f"audit log {self.path}: {error}") from None
+
     def record(self, seq: int) -> bytes:
         """The body of record ``seq`` (AuditError: none)."""
         with self._lock:
@@ -570,6 +629,7 @@ class Verified:
     checkpoints: int
     covered: int  # records fixed by the largest checkpoint (kept in the log or trusted)
     timestamped: int = 0  # checkpoints with a verified RFC 3161 timestamp (given tsa_roots)
+    archived: int = 0  # records whose bodies were removed once archived (leaves kept)
 
     @property
     def uncovered(self) -> int:
@@ -623,8 +683,12 @@ def verify_log(
                 ).fetchall()
             everything, stored = _checkpoints_to_check(tokens, roots, signer, name, trusted)
             # Records are checked as they are read: memory stays flat whatever the log's size.
+            archived = pruned_ranges(db)
+            _check_pruned(archived, {checkpoint.size for checkpoint in stored})
             rows = db.execute("SELECT seq, body, leaf FROM records ORDER BY seq")
-            count, heads = _replay(rows, {checkpoint.size for checkpoint, _ in everything})
+            count, heads = _replay(
+                rows, {checkpoint.size for checkpoint, _ in everything}, archived
+            )
             db.execute("COMMIT")
         finally:
             db.close()
@@ -647,7 +711,9 @@ def verify_log(
         timestamped = _verify_timestamps(
             stamps, stored, list(tsa_roots), list(tsa_intermediates), tsa_skew
         )
-    return Verified(count, len(stored), covered, timestamped)
+    return Verified(
+        count, len(stored), covered, timestamped, sum(end - start for start, end in archived)
+    )
 
 
 def _checkpoints_to_check(
@@ -673,8 +739,37 @@ def _checkpoints_to_check(
     return everything, stored
 
 
+def pruned_ranges(db: sqlite3.Connection) -> list[tuple[int, int]]:
+    """The ranges of records whose bodies were removed after archiving (audit._archive)."""
+    if not db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'pruned'"
+    ).fetchone():
+        return []
+    return [(int(a), int(b)) for a, b in db.execute("SELECT start, end FROM pruned")]
+
+
+def _check_pruned(archived: Sequence[tuple[int, int]], checkpoints: set[int]) -> None:
+    """Archived ranges follow each other from the first record, each ending at a checkpoint
+    (as pruning leaves them); anything else hides records (LogTampered)."""
+    reached = 0
+    for start, end in sorted(archived):
+        if start != reached or end <= start or end not in checkpoints:
+            raise LogTampered(
+                f"records {start} to {end - 1} are marked archived, which pruning never leaves"
+                " (archives follow each other from record 0 and end at checkpoints)"
+            )
+        reached = end
+
+
+def is_pruned(archived: Sequence[tuple[int, int]], seq: int, body: bytes) -> bool:
+    """Whether record ``seq`` is an archived one whose body was removed."""
+    return not body and any(start <= seq < end for start, end in archived)
+
+
 def _replay(
-    rows: Iterable[tuple[int, bytes, bytes]], wanted: set[int]
+    rows: Iterable[tuple[int, bytes, bytes]],
+    wanted: set[int],
+    archived: Sequence[tuple[int, int]] = (),
 ) -> tuple[int, dict[int, bytes]]:
     """Check every record against its leaf hash; the number of records and the tree heads at
     the sizes ``wanted``."""
@@ -683,7 +778,7 @@ def _replay(
     for expected, (seq, body, leaf) in enumerate(rows):
         if seq != expected:
             raise LogTampered(f"record {expected} is missing (the next one is {seq})")
-        if leaf_hash(bytes(body)) != bytes(leaf):
+        if leaf_hash(bytes(body)) != bytes(leaf) and not is_pruned(archived, seq, body):
             raise LogTampered(f"record {seq} was modified (its leaf hash does not match)")
         frontier.append(bytes(leaf))
         if frontier.size in wanted:

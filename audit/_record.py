@@ -9,11 +9,11 @@ key can link back to the citizen.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import hmac
 import json
 from dataclasses import dataclass, fields
 from typing import Any
+
+from proto import subject_pseudonym
 
 # What a record stands for.
 REQUEST = "request"  # allowed, written before the call goes to the backend
@@ -28,10 +28,9 @@ _ALWAYS = ("kind", "message_id", "role", "at", "method")
 
 
 def pseudonym(key: bytes, subject: str) -> str:
-    """The keyed pseudonym of ``subject`` ("" for no subject)."""
-    if not subject:
-        return ""
-    return hmac.new(key, subject.encode(), hashlib.sha256).hexdigest()[:32]
+    """The keyed pseudonym of ``subject`` ("" for no subject): see
+    :func:`proto.subject_pseudonym`."""
+    return subject_pseudonym(key, subject)
 
 
 @dataclass(frozen=True, slots=True)

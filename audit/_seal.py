@@ -100,8 +100,12 @@ def request_statement(
     subject: str,
     created_ns: int,
     digest: Digest,
+    user: str = "",
+    issue: str = "",
 ) -> bytes:
-    """The request statement both sides compute (``subject``: the citizen's pseudonym)."""
+    """The request statement both sides compute (``subject``: the citizen's pseudonym;
+    ``user`` and ``issue``: the acting person and case reference, as the backend receives
+    them)."""
     return _canonical(
         {
             "type": REQUEST_STATEMENT,
@@ -112,6 +116,8 @@ def request_statement(
             "method": method,
             "purpose": purpose,
             "subject": subject,
+            "user": user,
+            "issue": issue,
             "created_ns": created_ns,
             "digest": digest.hexdigest(),
             "messages": digest.messages,
@@ -194,8 +200,13 @@ class _Signer:
 class SealVerifier:
     """Checks seals against the federation's roots (see :meth:`verify`)."""
 
-    def __init__(self, trust_anchors: Callable[[], Sequence[x509.Certificate]]) -> None:
+    def __init__(
+        self,
+        trust_anchors: Callable[[], Sequence[x509.Certificate]],
+        revoked: Callable[[int], bool] = lambda serial: False,
+    ) -> None:
         self._anchors = trust_anchors
+        self._revoked = revoked
         self._roots: Sequence[x509.Certificate] | None = None
         self._signers: dict[tuple[bytes, ...], _Signer] = {}
 
@@ -218,6 +229,8 @@ class SealVerifier:
             raise SealInvalid("the sealing certificate or its chain is not valid now")
         if known.party != signer:
             raise SealInvalid(f"the seal is by {known.party}, not by {signer}")
+        if self._revoked(known.serial):
+            raise SealInvalid(f"the sealing certificate {known.serial} is revoked")
         check_token(parts.token, known.key, known.thumbprint)
         return known.serial
 

@@ -1,17 +1,21 @@
 """Citizens' consent: immutable consent records with a status history and signed receipts
 (:class:`Consent`, :func:`sign_receipt`, :func:`verify_receipt`), their storage
-(:class:`ConsentStore`: SQLite or PostgreSQL), the consent service, and the replica each
-provider security server enforces from.
+(:class:`ConsentStore`: SQLite or PostgreSQL), the consent service, the replica each
+provider security server enforces from, and the citizens' access history
+(:class:`AccessEvent`) that providers' security servers report.
 """
 
 from consent._client import ConsentClient
 from consent._convert import (
+    access_event_from_proto,
+    access_event_to_proto,
     consent_from_proto,
     consent_to_proto,
     detail_from_proto,
     detail_to_proto,
 )
 from consent._errors import (
+    AccessInvalid,
     AlreadyRevoked,
     CallerNotAllowed,
     ConsentError,
@@ -19,6 +23,7 @@ from consent._errors import (
     ConsentInvalid,
     ConsentNotFound,
     ConsentUnavailable,
+    PseudonymKeyMissing,
     PurposeNotServed,
     ReceiptInvalid,
     RequestConflict,
@@ -27,6 +32,7 @@ from consent._errors import (
     ValidityInvalid,
 )
 from consent._model import (
+    AccessEvent,
     Change,
     Consent,
     ConsentDetail,
@@ -43,6 +49,8 @@ from consent._service import ConsentService, ConsentSettings
 from consent._store import ConsentStore
 
 __all__ = [
+    "AccessEvent",
+    "AccessInvalid",
     "AlreadyRevoked",
     "CallerNotAllowed",
     "Change",
@@ -60,6 +68,7 @@ __all__ = [
     "ConsentStore",
     "ConsentUnavailable",
     "Provider",
+    "PseudonymKeyMissing",
     "PurposeNotServed",
     "Receipt",
     "ReceiptInvalid",
@@ -69,6 +78,8 @@ __all__ = [
     "StatusChange",
     "TransitionRefused",
     "ValidityInvalid",
+    "access_event_from_proto",
+    "access_event_to_proto",
     "consent_from_proto",
     "consent_state",
     "consent_to_proto",

@@ -7,16 +7,23 @@ Each call is one request over mutual TLS with the caller's certificate; a refusa
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import datetime as dt
+from collections.abc import Iterable, Sequence
 from typing import TypeVar, cast
 
 import grpc
 import grpc.aio
 from google.protobuf.message import Message
 
-from consent._convert import consent_from_proto, detail_to_proto
+from consent._convert import (
+    access_event_from_proto,
+    access_event_to_proto,
+    consent_from_proto,
+    detail_to_proto,
+    timestamp,
+)
 from consent._errors import ConsentError, ConsentUnavailable, ReceiptInvalid
-from consent._model import Change, Consent, ConsentDetail
+from consent._model import AccessEvent, Change, Consent, ConsentDetail
 from consent._service import STATUSES
 from pki import CONSENT_TLS_NAME, TlsIdentity
 from proto import ERROR_CODE_KEY
@@ -140,3 +147,46 @@ class ConsentClient:
             consent_pb2.CheckConsentResponse,
         )
         return answer.state, answer.consent_id
+
+    async def report_access(self, events: Sequence[AccessEvent]) -> tuple[int, int]:
+        """Report access events a security server's audit log recorded (security servers only,
+        their own log's events, at most 1,000); (recorded now, recorded already).
+
+        Raises:
+            AccessInvalid: too many events, or a malformed one (nothing is recorded).
+            CallerNotAllowed: another log's event, or about another member's service (nothing
+                is recorded); the caller is not a registered security server.
+        """
+        answer = await self._call(
+            "ReportAccess",
+            consent_pb2.ReportAccessRequest(events=[access_event_to_proto(e) for e in events]),
+            consent_pb2.ReportAccessResponse,
+        )
+        return answer.accepted, answer.duplicates
+
+    async def access_of(
+        self,
+        subject: str,
+        *,
+        actor: str = "",
+        limit: int = 0,
+        before: dt.datetime | None = None,
+    ) -> list[AccessEvent]:
+        """The exchanges about the citizen ``subject``, newest first (operators only): at most
+        ``limit`` (0: 1,000), only those before ``before`` when paging.
+
+        Raises:
+            CallerNotAllowed: not an operator, or ``actor`` is another citizen.
+            PseudonymKeyMissing: the service cannot find access histories.
+        """
+        answer = await self._call(
+            "ListAccess",
+            consent_pb2.ListAccessRequest(
+                subject=subject,
+                actor=actor,
+                limit=limit,
+                before=timestamp(before) if before is not None else None,
+            ),
+            consent_pb2.ListAccessResponse,
+        )
+        return [access_event_from_proto(message) for message in answer.events]

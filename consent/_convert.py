@@ -1,4 +1,5 @@
-"""Consents to and from their ``pintu.v1`` messages (proto/pintu/v1/consent.proto)."""
+"""Consents and access events to and from their ``pintu.v1`` messages
+(proto/pintu/v1/consent.proto)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,15 @@ import datetime as dt
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from consent._errors import ConsentInvalid
-from consent._model import Consent, ConsentDetail, ConsentStatus, StatusChange, parse_provider
+from consent._errors import AccessInvalid, ConsentInvalid
+from consent._model import (
+    AccessEvent,
+    Consent,
+    ConsentDetail,
+    ConsentStatus,
+    StatusChange,
+    parse_provider,
+)
 from proto import IdentifierError, ServiceId, SubsystemId
 from proto.pintu.v1 import consent_pb2
 
@@ -99,3 +107,49 @@ def consent_from_proto(message: consent_pb2.Consent) -> Consent:
             StatusChange(status, moment(change.at, "history.at"), change.actor, change.reason)
         )
     return Consent(message.id, detail_from_proto(message.detail), tuple(history), message.position)
+
+
+def access_event_to_proto(event: AccessEvent) -> consent_pb2.AccessEvent:
+    """The access event as a message."""
+    return consent_pb2.AccessEvent(
+        log=event.log,
+        seq=event.seq,
+        subject=event.subject,
+        consumer=event.consumer,
+        consumer_server=event.consumer_server,
+        provider=event.provider,
+        method=event.method,
+        purpose=event.purpose,
+        at=timestamp(event.at),
+        allowed=event.allowed,
+        code=event.code,
+        message_id=event.message_id,
+        checkpoint_size=event.checkpoint_size,
+        checkpoint_root=event.checkpoint_root,
+    )
+
+
+def access_event_from_proto(message: consent_pb2.AccessEvent) -> AccessEvent:
+    """The access event in a message (AccessInvalid: malformed, the message names the field)."""
+    if not message.HasField("at") or (message.at.seconds == 0 and message.at.nanos == 0):
+        raise AccessInvalid("at: required")
+    try:
+        at = message.at.ToDatetime(tzinfo=dt.UTC)
+    except (ValueError, OverflowError):
+        raise AccessInvalid("at: not a valid time") from None
+    return AccessEvent(
+        log=message.log,
+        seq=message.seq,
+        subject=message.subject,
+        consumer=message.consumer,
+        consumer_server=message.consumer_server,
+        provider=message.provider,
+        method=message.method,
+        purpose=message.purpose,
+        at=at,
+        allowed=message.allowed,
+        code=message.code,
+        message_id=message.message_id,
+        checkpoint_size=message.checkpoint_size,
+        checkpoint_root=message.checkpoint_root,
+    )

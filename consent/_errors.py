@@ -6,7 +6,8 @@
     ├── ConsentInvalid            consent_invalid: a malformed consent or request
     │   ├── ValidityInvalid       consent_validity_invalid: ends before it starts, no time zone
     │   ├── ServiceUnknown        consent_service_unknown: a service not in the registry
-    │   └── PurposeNotServed      consent_purpose_not_served: a purpose the services do not serve
+    │   ├── PurposeNotServed      consent_purpose_not_served: a purpose the services do not serve
+    │   └── AccessInvalid         consent_access_invalid: a malformed access event, or too many
     ├── ConsentNotFound           consent_not_found
     ├── TransitionRefused         consent_transition_invalid: pause a paused one, resume an
     │   │                         active one
@@ -15,6 +16,8 @@
     ├── RequestConflict           consent_request_conflict: a request id reused for another request
     ├── ReceiptInvalid            consent_receipt_invalid: tampered, or signed by an unknown key
     ├── CallerNotAllowed          consent_caller_not_allowed: the caller may not do this
+    ├── PseudonymKeyMissing       consent_pseudonym_key_missing: no key to find a citizen's
+    │                             access history with
     └── ConsentUnavailable        consent_unavailable: the store cannot be read or written
 """
 
@@ -51,6 +54,13 @@ class PurposeNotServed(ConsentInvalid):
     """A consent for a purpose none of its services serves."""
 
     code: ClassVar[str] = "consent_purpose_not_served"
+
+
+class AccessInvalid(ConsentInvalid):
+    """A malformed access event, or a report of more events than one request may carry; the
+    message names the event and the field. Nothing of the report is recorded."""
+
+    code: ClassVar[str] = "consent_access_invalid"
 
 
 class ConsentNotFound(ConsentError):
@@ -93,6 +103,13 @@ class CallerNotAllowed(ConsentError):
     """The caller's certificate does not allow the call."""
 
     code: ClassVar[str] = "consent_caller_not_allowed"
+
+
+class PseudonymKeyMissing(ConsentError):
+    """The service holds no pseudonym key, so it cannot find a citizen's access history (which
+    is stored by pseudonym only)."""
+
+    code: ClassVar[str] = "consent_pseudonym_key_missing"
 
 
 class ConsentUnavailable(ConsentError):

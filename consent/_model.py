@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from consent._errors import (
+    AccessInvalid,
     AlreadyRevoked,
     ConsentExpired,
     ConsentInvalid,
@@ -27,12 +29,30 @@ from consent._errors import (
     TransitionRefused,
     ValidityInvalid,
 )
-from proto import IdentifierError, MemberId, ServiceId, SubsystemId, parse_purpose, parse_subject
+from proto import (
+    IdentifierError,
+    MemberId,
+    MethodPath,
+    SecurityServerId,
+    ServiceId,
+    SubsystemId,
+    parse_purpose,
+    parse_subject,
+)
 from registry import GlobalConfiguration, Service
 
 MAX_PURPOSE_TEXT = 500
 MAX_SERVICES = 100
 MAX_ACTOR = 200
+# Access events one ReportAccess may carry, and one ListAccess answers with.
+MAX_ACCESS_EVENTS = 1000
+# Sequence numbers and checkpoint sizes are stored as signed 64-bit integers.
+MAX_SEQ = 2**63 - 1
+_PSEUDONYM = re.compile(r"[0-9a-f]{1,64}")
+_MESSAGE_ID = re.compile(r"[0-9a-f]{32}")
+_ROOT = re.compile(r"[0-9a-f]{64}")
+_CODE = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
+MAX_CODE = 64
 
 
 class ConsentStatus(enum.Enum):
@@ -333,3 +353,87 @@ def consent_state(
         if _RANK[state] > _RANK[best]:
             best, chosen = state, consent.id
     return best, chosen
+
+
+@dataclass(frozen=True, slots=True)
+class AccessEvent:
+    """One exchange about a citizen as a provider's security server recorded it in its audit
+    log: an entry of the citizen's access history (``pintu.v1.AccessEvent``).
+
+    ``log`` (the reporting security server) and ``seq`` (the record's number in its log) are
+    the event's key. ``subject`` is the citizen's keyed pseudonym (lowercase hex), never the
+    identifier. An allowed exchange names everything; a refused one has its ``code`` and may
+    leave ``consumer``, ``consumer_server``, ``provider``, ``method`` and ``purpose`` empty
+    (not known when it was refused). ``checkpoint_size`` and ``checkpoint_root`` (hex) name a
+    signed checkpoint of the log that covers the record (0 and "" for none).
+
+    Raises:
+        AccessInvalid: a field is malformed (the message names it).
+    """
+
+    log: str
+    seq: int
+    subject: str
+    consumer: str
+    consumer_server: str
+    provider: str
+    method: str
+    purpose: str
+    at: dt.datetime
+    allowed: bool
+    code: str
+    message_id: str
+    checkpoint_size: int = 0
+    checkpoint_root: str = ""
+
+    def __post_init__(self) -> None:
+        try:
+            SecurityServerId.parse(self.log)
+        except IdentifierError as error:
+            raise AccessInvalid(f"log: {error}") from None
+        for name in ("seq", "checkpoint_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_SEQ:
+                raise AccessInvalid(f"{name}: a whole number from 0 to {MAX_SEQ}")
+        if not isinstance(self.subject, str) or not _PSEUDONYM.fullmatch(self.subject):
+            raise AccessInvalid("subject: the citizen's pseudonym, 1 to 64 lowercase hex digits")
+        if not isinstance(self.message_id, str) or not _MESSAGE_ID.fullmatch(self.message_id):
+            raise AccessInvalid("message_id: 32 lowercase hex digits")
+        if not isinstance(self.at, dt.datetime) or self.at.tzinfo is None:
+            raise AccessInvalid("at: a time with a time zone is required")
+        if not isinstance(self.allowed, bool):
+            raise AccessInvalid("allowed: true or false")
+        if self.allowed and self.code:
+            raise AccessInvalid("code: an allowed exchange has no refusal code")
+        if not self.allowed and (
+            not isinstance(self.code, str)
+            or len(self.code) > MAX_CODE
+            or not _CODE.fullmatch(self.code)
+        ):
+            raise AccessInvalid("code: a refused exchange names its code (snake_case)")
+        # What an allowed exchange always knows; a refused one may not have got that far.
+        parsers: tuple[tuple[str, Any], ...] = (
+            ("consumer", SubsystemId.parse),
+            ("consumer_server", SecurityServerId.parse),
+            ("provider", SubsystemId.parse),
+            ("method", MethodPath.parse),
+            ("purpose", parse_purpose),
+        )
+        for name, parse in parsers:
+            value = getattr(self, name)
+            if value == "" and not self.allowed:
+                continue
+            try:
+                parse(value)
+            except IdentifierError as error:
+                raise AccessInvalid(f"{name}: {error}") from None
+        if self.checkpoint_size == 0:
+            if self.checkpoint_root != "":
+                raise AccessInvalid("checkpoint_root: empty without a checkpoint_size")
+        else:
+            if self.checkpoint_size <= self.seq:
+                raise AccessInvalid("checkpoint_size: the checkpoint does not cover the record")
+            if not isinstance(self.checkpoint_root, str) or not _ROOT.fullmatch(
+                self.checkpoint_root
+            ):
+                raise AccessInvalid("checkpoint_root: 64 lowercase hex digits (SHA-256)")

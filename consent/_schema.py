@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     ForeignKey,
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -54,4 +56,28 @@ events = Table(
     Column("actor", String(200), nullable=False),
     Column("reason", Text, nullable=False),
     Column("request_id", String(128), unique=True),
+)
+
+# The citizens' access history, as providers' security servers report it from their audit logs:
+# one row per record, keyed by the log (the reporting server) and the record's number in it, so
+# a redelivered event is recognised. The citizen is named by pseudonym only.
+access = Table(
+    "access_events",
+    metadata,
+    Column("log", String(300), nullable=False),
+    Column("seq", BigInteger, nullable=False, autoincrement=False),
+    Column("subject", String(64), nullable=False),
+    Column("consumer", String(300), nullable=False),
+    Column("consumer_server", String(300), nullable=False),
+    Column("provider", String(300), nullable=False),
+    Column("method", String(320), nullable=False),
+    Column("purpose", String(64), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("allowed", Boolean, nullable=False),
+    Column("code", String(64), nullable=False),
+    Column("message_id", String(32), nullable=False),
+    Column("checkpoint_size", BigInteger, nullable=False),
+    Column("checkpoint_root", String(64), nullable=False),
+    PrimaryKeyConstraint("log", "seq", name="access_events_pkey"),
+    Index("access_events_by_subject", "subject", "at"),
 )

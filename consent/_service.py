@@ -6,7 +6,14 @@ Who may call what is decided by the caller's certificate from the federation's C
   grants, pauses, resumes, revokes, gets and lists consents; the history records
   ``operator NAME`` and the actor the request names (``citizen NIK:...`` for the portal);
 * a **security server** registered in the global configuration watches the consents about its
-  own member's data and checks one exchange about them. No other party may call.
+  own member's data and checks one exchange about them, and reports the exchanges about citizens
+  its audit log recorded (``ReportAccess``: only its own log's events, only about its own
+  member's services). No other party may call.
+
+The citizens' access history is kept by pseudonym only. An operator reads one citizen's
+(``ListAccess``) by naming the citizen: the service computes the pseudonym with the federation's
+pseudonym key (``pseudonym_key``; without it the history cannot be read,
+``consent_pseudonym_key_missing``). An operator acting for a citizen reads only that citizen's.
 
 A grant is checked against the global configuration: its services must exist and serve its
 purpose. Every consent gets a receipt signed with the service's document-signing key.
@@ -38,8 +45,15 @@ import grpc.aio
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from consent._convert import consent_to_proto, detail_from_proto, timestamp
+from consent._convert import (
+    access_event_from_proto,
+    access_event_to_proto,
+    consent_to_proto,
+    detail_from_proto,
+    timestamp,
+)
 from consent._errors import (
+    AccessInvalid,
     AlreadyRevoked,
     CallerNotAllowed,
     ConsentError,
@@ -47,13 +61,21 @@ from consent._errors import (
     ConsentInvalid,
     ConsentNotFound,
     ConsentUnavailable,
+    PseudonymKeyMissing,
     PurposeNotServed,
     RequestConflict,
     ServiceUnknown,
     TransitionRefused,
     ValidityInvalid,
 )
-from consent._model import Change, ConsentDetail, check_actor, consent_state
+from consent._model import (
+    MAX_ACCESS_EVENTS,
+    AccessEvent,
+    Change,
+    ConsentDetail,
+    check_actor,
+    consent_state,
+)
 from consent._receipt import sign_receipt
 from consent._store import ConsentStore
 from pki import CertificateIdentityError, TlsIdentity, identity_from_uris
@@ -66,6 +88,7 @@ from proto import (
     error_trailers,
     parse_purpose,
     parse_subject,
+    subject_pseudonym,
 )
 from proto.pintu.v1 import consent_pb2, errors_pb2
 from registry import ConfigurationSource, GlobalConfiguration
@@ -85,6 +108,8 @@ STATUSES: dict[type[ConsentError], grpc.StatusCode] = {
     RequestConflict: _S.ALREADY_EXISTS,
     CallerNotAllowed: _S.PERMISSION_DENIED,
     ConsentUnavailable: _S.UNAVAILABLE,
+    AccessInvalid: _S.INVALID_ARGUMENT,
+    PseudonymKeyMissing: _S.FAILED_PRECONDITION,
 }
 MESSAGE_LIMITS = [
     ("grpc.max_receive_message_length", 4 * 1024 * 1024),
@@ -111,6 +136,13 @@ class ConsentSettings:
     operators: frozenset[OperatorId] = frozenset()
     heartbeat_seconds: float = 0.5
     poll_seconds: float = 0.2
+    # The federation's key for citizens' pseudonyms (as security servers' audit logs use it,
+    # at least 32 bytes): finds a citizen's access history. None: ListAccess is refused.
+    pseudonym_key: bytes | None = None
+
+    def __post_init__(self) -> None:
+        if self.pseudonym_key is not None and len(self.pseudonym_key) < 32:
+            raise ValueError("pseudonym_key: must hold at least 32 bytes")
 
 
 class ConsentService:
@@ -246,9 +278,11 @@ class ConsentService:
     def _actor(operator: OperatorId, named: str, subject: str) -> str:
         """The history's actor: the operator, and whom it acts for. An operator acting for a
         citizen acts for the consent's own citizen only."""
+        # Checked first, so that a refusal never echoes control characters.
+        actor = check_actor(f"operator {operator.name}" + (f" for {named}" if named else ""))
         if named.startswith("citizen ") and named != f"citizen {subject}":
             raise CallerNotAllowed(f"{named} may not act on another citizen's consent")
-        return check_actor(f"operator {operator.name}" + (f" for {named}" if named else ""))
+        return actor
 
     @staticmethod
     def _subject(given: str) -> str:
@@ -325,6 +359,8 @@ class ConsentService:
                 "Get": unary(self._get, consent_pb2.GetConsentRequest),
                 "ListForSubject": unary(self._list, consent_pb2.ListConsentsRequest),
                 "Check": unary(self._check, consent_pb2.CheckConsentRequest),
+                "ReportAccess": unary(self._report_access, consent_pb2.ReportAccessRequest),
+                "ListAccess": unary(self._list_access, consent_pb2.ListAccessRequest),
                 "Watch": grpc.unary_stream_rpc_method_handler(watch),
             },
         )
@@ -436,6 +472,82 @@ class ConsentService:
         consents = await asyncio.to_thread(self.store.of_subject, subject)
         state, consent_id = consent_state(consents, consumer, service, purpose, self._clock())
         return consent_pb2.CheckConsentResponse(state=state, consent_id=consent_id)
+
+    async def _report_access(
+        self, request: consent_pb2.ReportAccessRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> consent_pb2.ReportAccessResponse:
+        server = self._server(context)
+        if len(request.events) > MAX_ACCESS_EVENTS:
+            raise AccessInvalid(
+                f"events: at most {MAX_ACCESS_EVENTS} in one report, not {len(request.events)}"
+            )
+        events = [
+            self._reported(server, index, message) for index, message in enumerate(request.events)
+        ]
+        accepted, duplicates = await asyncio.to_thread(self.store.record_access, events)
+        LOGGER.info(
+            "%s reported %d access events (%d already recorded)",
+            server,
+            accepted,
+            duplicates,
+            extra={
+                "pintu_event": {
+                    "event": "access_reported",
+                    "server": str(server),
+                    "accepted": accepted,
+                    "duplicates": duplicates,
+                }
+            },
+        )
+        return consent_pb2.ReportAccessResponse(accepted=accepted, duplicates=duplicates)
+
+    @staticmethod
+    def _reported(
+        server: SecurityServerId, index: int, message: consent_pb2.AccessEvent
+    ) -> AccessEvent:
+        """An event ``server`` may report: well-formed, from its own log, about its member's
+        services (AccessInvalid or CallerNotAllowed: the whole report is refused)."""
+        try:
+            event = access_event_from_proto(message)
+        except AccessInvalid as error:
+            raise AccessInvalid(f"events[{index}] (seq {message.seq}): {error}") from None
+        if SecurityServerId.parse(event.log) != server:
+            raise CallerNotAllowed(
+                f"events[{index}] (seq {event.seq}): {server} reports its own log's events,"
+                f" not {event.log}'s"
+            )
+        if event.provider and SubsystemId.parse(event.provider).member != server.owner:
+            raise CallerNotAllowed(
+                f"events[{index}] (seq {event.seq}): {server} reports exchanges with its"
+                f" member's services, not with {event.provider}"
+            )
+        return event
+
+    async def _list_access(
+        self, request: consent_pb2.ListAccessRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> consent_pb2.ListAccessResponse:
+        operator = self._operator(context)
+        subject = self._subject(request.subject)
+        self._actor(operator, request.actor, subject)
+        key = self.settings.pseudonym_key
+        if key is None:
+            raise PseudonymKeyMissing(
+                "the consent service holds no pseudonym key (pseudonym_key): it cannot find a"
+                " citizen's access history"
+            )
+        before = None
+        if request.HasField("before"):
+            try:
+                before = request.before.ToDatetime(tzinfo=dt.UTC)
+            except (ValueError, OverflowError):
+                raise ConsentInvalid("before: not a valid time") from None
+        events = await asyncio.to_thread(
+            self.store.access_of,
+            subject_pseudonym(key, subject),
+            min(request.limit or MAX_ACCESS_EVENTS, MAX_ACCESS_EVENTS),
+            before,
+        )
+        return consent_pb2.ListAccessResponse(events=[access_event_to_proto(e) for e in events])
 
     async def _watch(
         self, server: SecurityServerId, after: int, fingerprint: str

@@ -7,6 +7,12 @@ position N never misses one. Writes carry an optional request id: a retried gran
 with the same id returns what the first one did and records nothing new (a different request
 under the same id is refused, ``consent_request_conflict``). The schema is created and upgraded
 by Alembic (own version table) when the store opens.
+
+The citizens' access history (:meth:`ConsentStore.record_access`, :meth:`ConsentStore.access_of`)
+lives beside the consents: one row per event, keyed by the reporting log and the record's number
+in it. Recording inserts what is new and skips what is known (``INSERT ... ON CONFLICT DO
+NOTHING``), so a batch delivered twice, overlapping batches and concurrent reporters record each
+event once and count exactly what each call added.
 """
 
 from __future__ import annotations
@@ -15,16 +21,19 @@ import datetime as dt
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from importlib import resources
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, insert, select, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from consent import _schema as t
 from consent._errors import ConsentInvalid, ConsentNotFound, ConsentUnavailable, RequestConflict
 from consent._model import (
+    MAX_ACCESS_EVENTS,
+    AccessEvent,
     Change,
     Consent,
     ConsentDetail,
@@ -56,6 +65,44 @@ def _request_id(request_id: str | None) -> str | None:
     if len(request_id) > MAX_REQUEST_ID or not request_id.isprintable() or " " in request_id:
         raise ConsentInvalid("request_id: at most 128 printable characters without spaces")
     return request_id
+
+
+def _access_row(event: AccessEvent) -> dict[str, Any]:
+    return {
+        "log": event.log,
+        "seq": event.seq,
+        "subject": event.subject,
+        "consumer": event.consumer,
+        "consumer_server": event.consumer_server,
+        "provider": event.provider,
+        "method": event.method,
+        "purpose": event.purpose,
+        "at": event.at.astimezone(dt.UTC),
+        "allowed": event.allowed,
+        "code": event.code,
+        "message_id": event.message_id,
+        "checkpoint_size": event.checkpoint_size,
+        "checkpoint_root": event.checkpoint_root,
+    }
+
+
+def _access_event(row: Any) -> AccessEvent:
+    return AccessEvent(
+        log=row.log,
+        seq=int(row.seq),
+        subject=row.subject,
+        consumer=row.consumer,
+        consumer_server=row.consumer_server,
+        provider=row.provider,
+        method=row.method,
+        purpose=row.purpose,
+        at=_aware(row.at),
+        allowed=bool(row.allowed),
+        code=row.code,
+        message_id=row.message_id,
+        checkpoint_size=int(row.checkpoint_size),
+        checkpoint_root=row.checkpoint_root,
+    )
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
@@ -301,6 +348,42 @@ class ConsentStore:
         except SQLAlchemyError as error:
             raise ConsentUnavailable(f"consent database: {error}") from error
 
+    def record_access(self, events: Sequence[AccessEvent]) -> tuple[int, int]:
+        """Record the access events not recorded yet; (how many were recorded now, how many
+        were known already). An event whose log and sequence number are known, in the database
+        or earlier in ``events``, is a duplicate and changes nothing (the first one recorded
+        stays).
+
+        Raises:
+            ConsentUnavailable: the database failed (nothing was recorded).
+        """
+        unique: dict[tuple[str, int], dict[str, Any]] = {}
+        for access_event in events:
+            unique.setdefault((access_event.log, access_event.seq), _access_row(access_event))
+        if not unique:
+            return 0, len(events)
+        # Every writer inserts in the same order, so two overlapping reports on PostgreSQL
+        # wait for each other instead of deadlocking.
+        rows = [unique[key] for key in sorted(unique)]
+        dialect = self._writer.dialect.name
+        statement = (
+            postgresql.insert(t.access) if dialect == "postgresql" else sqlite.insert(t.access)
+        )
+        new_only = statement.on_conflict_do_nothing(index_elements=["log", "seq"]).returning(
+            t.access.c.seq
+        )
+        for attempt in range(3):
+            try:
+                with self._writer.begin() as connection:
+                    accepted = len(connection.execute(new_only, rows).all())
+                return accepted, len(events) - accepted
+            except OperationalError as error:
+                if attempt == 2:
+                    raise ConsentUnavailable(f"consent database: {error}") from error
+            except SQLAlchemyError as error:
+                raise ConsentUnavailable(f"consent database: {error}") from error
+        raise AssertionError("unreachable")
+
     @staticmethod
     def _next_position(connection: Connection) -> int:
         current = connection.execute(
@@ -359,6 +442,50 @@ class ConsentStore:
                 return self._load_many(connection, list(ids))
         except SQLAlchemyError as error:
             raise ConsentUnavailable(f"consent database: {error}") from error
+
+    def access_of(
+        self,
+        pseudonym: str,
+        limit: int = MAX_ACCESS_EVENTS,
+        before: dt.datetime | None = None,
+    ) -> list[AccessEvent]:
+        """The access events about the citizen whose pseudonym is ``pseudonym``, newest first:
+        at most ``limit`` (1 to 1,000), only those before ``before`` when given.
+
+        A page never ends inside a group of events at the same instant (it ends before the
+        group instead), so the next page, before the last event's time, misses none; a group
+        larger than ``limit`` comes whole.
+
+        Raises:
+            ConsentInvalid: a limit out of range, a time without a time zone.
+        """
+        if not 1 <= limit <= MAX_ACCESS_EVENTS:
+            raise ConsentInvalid(f"limit: from 1 to {MAX_ACCESS_EVENTS}")
+        if before is not None and before.tzinfo is None:
+            raise ConsentInvalid("before: a time zone is required")
+        c = t.access.c
+        newest_first = (c.at.desc(), c.log.desc(), c.seq.desc())
+        query = select(t.access).where(c.subject == pseudonym)
+        if before is not None:
+            query = query.where(c.at < before.astimezone(dt.UTC))
+        try:
+            with self._engine.connect() as connection:
+                rows = connection.execute(query.order_by(*newest_first).limit(limit + 1)).all()
+                if len(rows) > limit:
+                    last = rows[limit - 1].at
+                    if rows[limit].at != last:
+                        rows = rows[:limit]
+                    else:  # the page would end inside the events at ``last``
+                        rows = [row for row in rows[:limit] if row.at != last]
+                        if not rows:  # they fill the page: they come whole
+                            rows = connection.execute(
+                                select(t.access)
+                                .where(c.subject == pseudonym, c.at == last)
+                                .order_by(*newest_first)
+                            ).all()
+        except SQLAlchemyError as error:
+            raise ConsentUnavailable(f"consent database: {error}") from error
+        return [_access_event(row) for row in rows]
 
     def changed_after(
         self, position: int, providers: Iterable[str] | None = None, limit: int = 1000

@@ -42,7 +42,6 @@ from audit import (
     ExchangeRecord,
     Sealer,
     SealVerifier,
-    TimestampError,
     pseudonym,
 )
 from audit import OUTCOME as OUTCOME_KIND
@@ -62,6 +61,7 @@ class ExchangeAudit:
         name: str,
         clock: Callable[[], float],
         trust_anchors: Callable[[], Sequence[x509.Certificate]],
+        revoked: Callable[[int], bool] = lambda serial: False,
     ) -> None:
         self._settings = settings
         self._clock = clock
@@ -78,7 +78,7 @@ class ExchangeAudit:
         self.sealer = Sealer(settings.signing_key, settings.signing_chain)
         self._body_key = BodyKey(settings.body_key) if settings.body_key is not None else None
         self._body_key_recorded = False
-        self.verifier = SealVerifier(trust_anchors)
+        self.verifier = SealVerifier(trust_anchors, revoked)
         latest = self.log.latest_checkpoint()
         # Records written after the newest checkpoint (before a crash) get one soon.
         self._checkpointed = latest.size if latest else 0
@@ -102,8 +102,9 @@ class ExchangeAudit:
 
     def keep_body(
         self, role: str, message_id: str, direction: str, index: int, body: bytes
-    ) -> None:
-        """Record one message, encrypted, with the next durable write."""
+    ) -> asyncio.Future[int]:
+        """Record one message, encrypted, with the next durable write (the future says
+        whether it was written)."""
         key = self._body_key
         if key is None:
             raise GatewayError(ErrorCode.POLICY_ERROR, "no body key to keep the body with")
@@ -118,7 +119,7 @@ class ExchangeAudit:
                     self._body_key_recorded = False  # recorded again with a later body
 
             written.add_done_callback(done)
-        self._later(
+        return self._later(
             self._record(
                 BODY,
                 role,
@@ -166,7 +167,7 @@ class ExchangeAudit:
             await asyncio.sleep(self._settings.checkpoint_seconds)
             try:
                 stamped = await asyncio.to_thread(self.log.stamp_pending)
-            except TimestampError as error:
+            except AuditError as error:  # TimestampError among them; the log may be busy
                 if not self.tsa_failing:
                     LOGGER.warning(
                         "checkpoints cannot be timestamped now (they are signed as before and"
@@ -282,15 +283,13 @@ class ExchangeAudit:
         Raises:
             GatewayError: ``audit_unavailable``.
         """
-        for chain in chains:
-            self._remember(role, chain)
-        body = self._record(
-            OUTCOME_KIND,
+        body = self._outcome(
             role,
             message_id,
             method,
-            status=status,
-            duration_ms=duration * 1000,
+            status,
+            duration,
+            chains,
             request_seal=request_seal,
             response_seal=response_seal,
             request_bytes=request_bytes,
@@ -298,6 +297,29 @@ class ExchangeAudit:
             reasons=reasons,
         )
         await self._durably(body, "the answer is withheld")
+
+    def _outcome(
+        self,
+        role: str,
+        message_id: str,
+        method: str,
+        status: str,
+        duration: float,
+        chains: Iterable[tuple[bytes, ...]],
+        **fields: object,
+    ) -> bytes:
+        """An outcome record, after the certificate chains its seals need."""
+        for chain in chains:
+            self._remember(role, chain)
+        return self._record(
+            OUTCOME_KIND,
+            role,
+            message_id,
+            method,
+            status=status,
+            duration_ms=duration * 1000,
+            **fields,
+        )
 
     def _remember(self, role: str, chain: tuple[bytes, ...]) -> None:
         """Record a seal's certificate chain once (riding with the next durable write)."""
@@ -338,15 +360,13 @@ class ExchangeAudit:
     ) -> None:
         """Record how an exchange refused midway ended (in the background: the refusal is
         answered either way; a failure is logged)."""
-        for chain in chains:
-            self._remember(role, chain)
-        body = self._record(
-            OUTCOME_KIND,
+        body = self._outcome(
             role,
             message_id,
             method,
-            status=status,
-            duration_ms=duration * 1000,
+            status,
+            duration,
+            chains,
             request_seal=request_seal,
             response_seal=response_seal,
         )
@@ -363,8 +383,12 @@ class ExchangeAudit:
         code: str,
         reasons: tuple[str, ...] = (),
         decision_id: str = "",
+        purpose: str = "",
+        subject: str = "",
+        client_server: str = "",
     ) -> None:
-        """Record a refusal (in the background: the refusal is answered either way)."""
+        """Record a refusal (in the background: the refusal is answered either way);
+        ``client_server`` is the authenticated peer, when there is one."""
         body = self._record(
             REFUSAL,
             role,
@@ -375,10 +399,13 @@ class ExchangeAudit:
             code=code,
             reasons=reasons,
             decision_id=decision_id,
+            purpose=purpose,
+            subject_id=subject,
+            client_server=client_server,
         )
         self._later(body, "a refusal")
 
-    def _later(self, body: bytes, what: str) -> None:
+    def _later(self, body: bytes, what: str) -> asyncio.Future[int]:
         """Append ``body`` with the next durable write (a failure is logged)."""
         written = self.log.append_soon(body)
         self._background.add(written)
@@ -391,6 +418,7 @@ class ExchangeAudit:
                 LOGGER.error("%s could not be recorded: %s", what, error)
 
         written.add_done_callback(done)
+        return written
 
 
 class BodyLog:
@@ -398,7 +426,16 @@ class BodyLog:
     limit per direction (beyond it the rest is left out and the outcome says
     ``body_truncated``)."""
 
-    __slots__ = ("_audit", "_counts", "_limit", "_message_id", "_role", "_sizes", "truncated")
+    __slots__ = (
+        "_audit",
+        "_counts",
+        "_limit",
+        "_message_id",
+        "_role",
+        "_sizes",
+        "failed",
+        "truncated",
+    )
 
     def __init__(self, audit: ExchangeAudit, role: str, message_id: str, limit: int) -> None:
         self._audit = audit
@@ -408,6 +445,8 @@ class BodyLog:
         self._counts = {REQUEST_BODY: 0, RESPONSE_BODY: 0}
         self._sizes = {REQUEST_BODY: 0, RESPONSE_BODY: 0}
         self.truncated = False
+        # Whether a kept body could not be written (the answer is then withheld).
+        self.failed = False
 
     def request(self, message: bytes) -> None:
         """Keep a request message."""
@@ -424,4 +463,9 @@ class BodyLog:
             self.truncated = True
             return
         self._sizes[direction] += len(message)
-        self._audit.keep_body(self._role, self._message_id, direction, index, message)
+        written = self._audit.keep_body(self._role, self._message_id, direction, index, message)
+        written.add_done_callback(self._written)
+
+    def _written(self, future: asyncio.Future[int]) -> None:
+        if future.cancelled() or future.exception() is not None:
+            self.failed = True

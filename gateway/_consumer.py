@@ -12,6 +12,7 @@ Steps for every call on an agency listener:
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import functools
 import os
@@ -208,7 +209,7 @@ class ConsumerSide:
                 if seals is not None:
                     seals.record_end(error.code.label)
                 raise
-            except CallerGone:
+            except (CallerGone, asyncio.CancelledError):
                 if seals is not None:
                     seals.record_end("CALLER_GONE")
                 raise
@@ -277,7 +278,7 @@ class ConsumerSide:
         without the provider server's message id) is no answer at all. Both are recorded as
         they are and passed on; anything else, success above all, must be sealed."""
         code = next((value for key, value in trailers if key == ERROR_CODE_KEY), None)
-        if code is not None:
+        if code is not None and status != "OK":
             seals.record_end(code if isinstance(code, str) else "refused")
             return ()
         if status != "OK" and not any(key == MESSAGE_ID_KEY for key, _ in trailers):

@@ -91,13 +91,24 @@ async def _drain(requests: AsyncIterator[bytes]) -> None:
 class _Exchange:
     """What the provider side learnt about one exchange, for its refusal and its log."""
 
-    __slots__ = ("client", "forwarding", "message_id", "peer", "provider", "recorded")
+    __slots__ = (
+        "client",
+        "forwarding",
+        "message_id",
+        "peer",
+        "provider",
+        "purpose",
+        "recorded",
+        "subject",
+    )
 
     def __init__(self) -> None:
         self.message_id = ""
         self.client = ""
         self.peer = ""
         self.provider = ""
+        self.purpose = ""
+        self.subject = ""
         # Whether the exchange's request was recorded (its outcome then says how it ended).
         self.recorded = False
         # Whether the request messages went on their way to the backend.
@@ -154,6 +165,8 @@ class ProviderSide:
             seen.peer = str(peer)
             header = self._read_header(metadata, method, peer)
             seen.message_id = header.message_id
+            seen.purpose = header.purpose
+            seen.subject = header.subject
             client = SubsystemId.from_proto(header.client)
             seen.client = str(client)
             if client.member != peer.owner:
@@ -490,6 +503,7 @@ class ProviderSide:
             requests,
             self._limit,
             marker=header.seal_marker,
+            # Without an audit log the seal is not checked, but it never reaches the backend.
             read_seal=seals.read_request_seal if seals is not None else None,
             observe=seals.bodies.request if seals is not None and seals.bodies else None,
         )
@@ -538,10 +552,13 @@ class ProviderSide:
                 message_id=seen.message_id,
                 method=method,
                 client=seen.client,
+                client_server=seen.peer,
                 provider=seen.provider,
                 code=error.code.label,
                 reasons=error.reasons,
                 decision_id=error.decision_id,
+                purpose=seen.purpose,
+                subject=seen.subject,
             )
         context.set_code(error.code.status)
         context.set_details(error.message)

@@ -117,6 +117,13 @@ class RequestPump:
         except GatewayError as error:
             self.failure = error
             call.cancel()
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # a seal check that failed unexpectedly: fail closed
+            self.failure = GatewayError(
+                ErrorCode.SIGNATURE_INVALID, f"the request could not be checked: {error!r}"[:300]
+            )
+            call.cancel()
 
     async def _pump(self, call: grpc.aio.StreamStreamCall[bytes, bytes]) -> None:
         marker, sealed, open_ = self._marker, False, True

@@ -55,6 +55,8 @@ def _statement(audit: ExchangeAudit, header: exchange_pb2.ExchangeHeader, digest
         subject=audit.pseudonym(header.subject),
         created_ns=header.created_at.ToNanoseconds(),
         digest=digest,
+        user=header.user,
+        issue=header.issue,
     )
 
 
@@ -101,7 +103,9 @@ class _Seals:
         ]
 
     async def record_answer(self, status: str, request: Digest, response: Digest) -> None:
-        """The answer's outcome record, durably (``audit_unavailable``)."""
+        """The answer's outcome record, durably (``audit_unavailable``; also when a kept body
+        of the exchange could not be written: its records ride with this one or before)."""
+        self._check_bodies()
         await self.audit.answer(
             role=self.role,
             message_id=self.header.message_id,
@@ -118,6 +122,14 @@ class _Seals:
             else (),
         )
         self.answered = True
+        self._check_bodies()
+
+    def _check_bodies(self) -> None:
+        if self.bodies is not None and self.bodies.failed:
+            raise GatewayError(
+                ErrorCode.AUDIT_UNAVAILABLE,
+                "the exchange's body could not be kept in the audit log; the answer is withheld",
+            )
 
     def record_end(self, status: str) -> None:
         """The outcome of an exchange refused midway (in the background)."""
@@ -218,7 +230,7 @@ class ProviderSeals(_Seals):
             self.audit.verifier.verify(
                 self.request, statement=statement, signer=self._client, now=self.audit.now()
             )
-        except SealInvalid as error:
+        except (SealInvalid, ValueError) as error:
             raise GatewayError(
                 ErrorCode.SIGNATURE_INVALID, f"the consumer's seal on the request: {error}"
             ) from None

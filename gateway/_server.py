@@ -29,6 +29,7 @@ from gateway._configuration import CurrentConfiguration
 from gateway._consumer import ConsumerSide
 from gateway._errors import GatewayError, SettingsError
 from gateway._events import LOGGER
+from gateway._feed import AccessFeed
 from gateway._metaservices import Metaservices
 from gateway._policy import Authorizer
 from gateway._provider import ProviderSide
@@ -206,6 +207,7 @@ class SecurityServer:
         self.consent_replica: ConsentReplica | None = None
         self.audit: ExchangeAudit | None = None
         self._follower: ReplicaFollower | None = None
+        self.access_feed: AccessFeed | None = None
         self._source_started = False
         self.restarts = 0
 
@@ -261,7 +263,11 @@ class SecurityServer:
         if settings.audit is not None:
             try:
                 self.audit = ExchangeAudit(
-                    settings.audit, str(settings.server), self._clock, _roots_of(keeper)
+                    settings.audit,
+                    str(settings.server),
+                    self._clock,
+                    _roots_of(keeper),
+                    lambda serial: serial in keeper.revoked,
                 )
             except GatewayError as error:
                 await self.stop(0)
@@ -272,6 +278,15 @@ class SecurityServer:
                 replica, settings.consent.address, lambda: keeper.identity
             )
             self._follower.start()
+        if settings.consent is not None and self.audit is not None:
+            self.access_feed = AccessFeed(
+                self.audit.log,
+                settings.server,
+                settings.consent.address,
+                lambda: keeper.identity,
+                interval=settings.audit.checkpoint_seconds if settings.audit else 1.0,
+            )
+            self.access_feed.start()
         peers = self._peers = PeerChannels(current.configuration, keeper.identity, limits)
 
         async def renewed(identity: TlsIdentity) -> None:
@@ -436,6 +451,9 @@ class SecurityServer:
         if self._follower is not None:
             await self._follower.stop()
             self._follower = None
+        if self.access_feed is not None:
+            await self.access_feed.stop()
+            self.access_feed = None
         if self.audit is not None:
             await self.audit.stop()
             self.audit = None

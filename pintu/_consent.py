@@ -18,6 +18,9 @@ A consent folder (``pintu consent init``) holds::
     signer = "DEMO/GOV/PINTU"               # the member whose signing certificate signs receipts
     operators = ["admin", "portal"]         # operators that may grant and change consents
     heartbeat_seconds = 0.5
+    pseudonym_key = "/var/lib/pintu/pseudonym.key"   # optional: the federation's key for
+                                            # citizens' pseudonyms (at least 32 bytes), to read
+                                            # access histories (relative: to the folder)
 
 Operators use the credentials folder of ``pintu registry operator`` (``--operator DIR`` or
 ``$PINTU_OPERATOR``); its ``operator.toml`` names the consent service as ``consent`` (or give
@@ -37,6 +40,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from consent import (
+    AccessEvent,
     Change,
     Consent,
     ConsentClient,
@@ -66,11 +70,33 @@ from registry import Anchor, ConfigurationClient, RegistryError, parse_address
 
 TLS_LIFETIME = dt.timedelta(days=365)
 SIGNING_LIFETIME = dt.timedelta(days=365)
-_KEYS = ("database", "listen", "address", "anchor", "signer", "operators", "heartbeat_seconds")
+_KEYS = (
+    "database",
+    "listen",
+    "address",
+    "anchor",
+    "signer",
+    "operators",
+    "heartbeat_seconds",
+    "pseudonym_key",
+)
+MIN_PSEUDONYM_KEY = 32
 
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def read_pseudonym_key(path: Path, name: str) -> bytes:
+    """The federation's pseudonym key in ``path`` (ConfigError, naming ``name``: unreadable or
+    shorter than 32 bytes)."""
+    try:
+        key = path.read_bytes()
+    except OSError as error:
+        raise ConfigError(f"{name}: {path} cannot be read: {error.strerror}") from None
+    if len(key) < MIN_PSEUDONYM_KEY:
+        raise ConfigError(f"{name}: {path} must hold at least {MIN_PSEUDONYM_KEY} bytes")
+    return key
 
 
 @dataclass(frozen=True)
@@ -128,6 +154,12 @@ class ConsentFolder:
         heartbeat = document.get("heartbeat_seconds", 0.5)
         if not isinstance(heartbeat, (int, float)) or not 0.05 <= heartbeat <= 10:
             raise ConfigError(f"{where}: heartbeat_seconds: between 0.05 and 10")
+        pseudonym_key = None
+        if "pseudonym_key" in document:
+            named = document["pseudonym_key"]
+            if not isinstance(named, str) or not named:
+                raise ConfigError(f"{where}: pseudonym_key: expected a non-empty path")
+            pseudonym_key = read_pseudonym_key(self.path / named, f"{where}: pseudonym_key")
         try:
             anchor = Anchor.load(Path(document["anchor"]))
         except RegistryError as error:
@@ -151,6 +183,7 @@ class ConsentFolder:
             registry=source,
             operators=operators,
             heartbeat_seconds=float(heartbeat),
+            pseudonym_key=pseudonym_key,
         )
 
     def tls(self) -> TlsIdentity:
@@ -173,12 +206,16 @@ def init_consent(
     operators: list[str],
     address: str | None = None,
     database: str | None = None,
+    pseudonym_key: Path | None = None,
     actor: str,
 ) -> ConsentFolder:
-    """Create a consent folder: settings, TLS and receipt-signing certificates, roots."""
+    """Create a consent folder: settings, TLS and receipt-signing certificates, roots; with
+    ``pseudonym_key`` (the federation's key file), operators may read access histories."""
     folder = ConsentFolder(directory)
     if folder.settings_file.exists():
         raise ConfigError(f"{directory} holds a consent service already")
+    if pseudonym_key is not None:
+        read_pseudonym_key(pseudonym_key, "--pseudonym-key")
     for option, value in (("--listen", listen), ("--address", address)):
         if value is not None:
             try:
@@ -216,17 +253,18 @@ def init_consent(
     write_public(directory / "tls.pem", certificate_pem(tls.certificate, *tls.chain))
     write_private(directory / "signing.key", key_pem(signing_key))
     write_public(directory / "signing.pem", certificate_pem(signing.certificate, *signing.chain))
-    folder.write(
-        {
-            "database": database or f"sqlite:///{(directory / 'consent.db').resolve()}",
-            "listen": listen,
-            "address": address or listen,
-            "anchor": str(anchor.resolve()),
-            "signer": str(member),
-            "operators": sorted(set(operators)),
-            "heartbeat_seconds": 0.5,
-        }
-    )
+    document: dict[str, Any] = {
+        "database": database or f"sqlite:///{(directory / 'consent.db').resolve()}",
+        "listen": listen,
+        "address": address or listen,
+        "anchor": str(anchor.resolve()),
+        "signer": str(member),
+        "operators": sorted(set(operators)),
+        "heartbeat_seconds": 0.5,
+    }
+    if pseudonym_key is not None:
+        document["pseudonym_key"] = str(pseudonym_key.resolve())
+    folder.write(document)
     return folder
 
 
@@ -241,10 +279,20 @@ def point_operator(out: Path, address: str) -> None:
     write_public(path, ("\n".join([*kept, f"consent = {json.dumps(address)}"]) + "\n").encode())
 
 
-def move(folder: ConsentFolder, listen: str, roots: list[x509.Certificate]) -> None:
-    """Point an existing consent folder at a new address and the CA's current roots."""
+def move(
+    folder: ConsentFolder,
+    listen: str,
+    roots: list[x509.Certificate],
+    *,
+    pseudonym_key: Path | None = None,
+) -> None:
+    """Point an existing consent folder at a new address and the CA's current roots (and at
+    ``pseudonym_key``, when given)."""
     document = folder.read()
     document.update(listen=listen, address=listen)
+    if pseudonym_key is not None:
+        read_pseudonym_key(pseudonym_key, "pseudonym_key")
+        document["pseudonym_key"] = str(pseudonym_key.resolve())
     folder.write(document)
     write_public(folder.path / "roots.pem", certificate_pem(*roots))
 
@@ -357,6 +405,24 @@ def consent_lines(consent: Consent, now: dt.datetime | None = None) -> list[str]
     return lines
 
 
+def access_lines(events: list[AccessEvent]) -> list[str]:
+    """A citizen's access history, for people: one line per exchange."""
+    lines = []
+    for event in events:
+        outcome = "allowed" if event.allowed else f"refused ({event.code})"
+        via = f" via {event.consumer_server}" if event.consumer_server else ""
+        purpose = f" for {event.purpose}" if event.purpose else ""
+        checkpoint = (
+            f"  checkpoint {event.checkpoint_size}" if event.checkpoint_size else "  no checkpoint"
+        )
+        lines.append(
+            f"{event.at.isoformat()}  {outcome}  {event.consumer or '?'}{via}"
+            f" -> {event.provider or '?'} {event.method or '?'}{purpose}"
+            f"  message {event.message_id}  {event.log} #{event.seq}{checkpoint}"
+        )
+    return lines
+
+
 def verify(receipt_file: Path, roots_file: Path, signer: str) -> str:
     """Check a receipt offline; what it says (ConsentError: invalid)."""
     try:
@@ -383,6 +449,7 @@ __all__ = [
     "ConsentError",
     "ConsentFolder",
     "OperatorDesk",
+    "access_lines",
     "consent_lines",
     "detail_from_options",
     "init_consent",

@@ -335,10 +335,11 @@ class LocalFederation:
                 anchor=anchor,
                 signer=OPERATOR_MEMBER,
                 operators=["admin"],
+                pseudonym_key=self.state / "pseudonym.key",
                 actor=ACTOR,
             )
         else:
-            move(folder, listen, roots)
+            move(folder, listen, roots, pseudonym_key=self.state / "pseudonym.key")
         point_operator(self.operator_folder, listen)
         return folder
 

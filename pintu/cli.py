@@ -14,6 +14,7 @@
     pintu registry state|journal --operator DIR                           read it
     pintu consent init|serve --dir DIR ...  run the consent service
     pintu consent grant|list|get|pause|resume|revoke ... --operator DIR   citizens' consents
+    pintu consent accesses --subject NIK [--limit N] --operator DIR   who obtained a citizen's data
     pintu consent verify RECEIPT --roots PEM --signer MEMBER   check a receipt offline
     pintu audit verify LOG --roots PEM --signer MEMBER [--log-name S] [--trusted FILE]
                                             check an audit log and its checkpoints
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import logging
 import signal
 import sys
@@ -156,6 +158,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     prove.add_argument("--out", type=Path, help="write here (default: standard output)")
     evidence = audit_actions.add_parser("verify-evidence", help="check an evidence file offline")
+    archive = audit_actions.add_parser(
+        "archive", help="export the records not yet archived, up to the newest checkpoint"
+    )
+    archive.add_argument("log", type=Path, help="the log file (SQLite)")
+    archive.add_argument("--out", type=Path, required=True, help="the archive to write")
+    verify_archive = audit_actions.add_parser(
+        "verify-archive", help="check an archive on its own, against its signed checkpoint"
+    )
+    verify_archive.add_argument("archive", type=Path)
+    verify_archive.add_argument("--roots", type=Path, required=True, help="federation roots")
+    verify_archive.add_argument("--signer", required=True, help="the member that signs the log")
+    prune = audit_actions.add_parser(
+        "prune", help="remove from the log the bodies of the records an archive holds"
+    )
+    prune.add_argument("log", type=Path, help="the log file (SQLite)")
+    prune.add_argument("--archive", type=Path, required=True, help="its verified archive")
+    prune.add_argument("--roots", type=Path, required=True, help="federation roots (PEM)")
+    prune.add_argument("--signer", required=True, help="the member that signs the log")
     bodies = audit_actions.add_parser(
         "bodies", help="decrypt the bodies a log keeps of one exchange (with the body key)"
     )
@@ -312,6 +332,11 @@ def _consent_parser(commands: Any) -> None:
     init.add_argument("--listen", default="127.0.0.1:7600", help="gRPC over mutual TLS")
     init.add_argument("--address", help="the address as servers and operators reach it")
     init.add_argument("--database", help="SQLAlchemy URL (default: SQLite in the folder)")
+    init.add_argument(
+        "--pseudonym-key",
+        type=Path,
+        help="the federation's pseudonym key (lets operators read citizens' access histories)",
+    )
     serve = actions.add_parser("serve", help="run the consent service")
     serve.add_argument("--dir", type=Path, required=True)
     serve.add_argument("--ready-file", type=Path, help="written once the service listens")
@@ -339,7 +364,15 @@ def _consent_parser(commands: Any) -> None:
         change.add_argument("--reason", default="")
         change.add_argument("--request-id", default="", help="idempotency key")
         changes.append(change)
-    for sub in (grant, listing, get, *changes):
+    accesses = actions.add_parser("accesses", help="a citizen's access history, newest first")
+    accesses.add_argument("--subject", required=True, help="the citizen, e.g. NIK:3174...")
+    accesses.add_argument(
+        "--limit", type=_access_limit, default=0, help="at most N events (1-1000; default 1000)"
+    )
+    accesses.add_argument(
+        "--before", type=_aware_time, help="only events before this ISO 8601 time (paging)"
+    )
+    for sub in (grant, listing, get, *changes, accesses):
         sub.add_argument(
             "--operator", type=Path, help="operator credentials folder ($PINTU_OPERATOR)"
         )
@@ -350,6 +383,26 @@ def _consent_parser(commands: Any) -> None:
     verify.add_argument(
         "--signer", required=True, help="the member that must have signed it (the service's)"
     )
+
+
+def _access_limit(text: str) -> int:
+    try:
+        limit = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 1 <= limit <= 1000:
+        raise argparse.ArgumentTypeError("from 1 to 1000")
+    return limit
+
+
+def _aware_time(text: str) -> dt.datetime:
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError("a time zone is required (e.g. 2026-11-25T09:30:00Z)")
+    return moment
 
 
 def _audit_checkpoint(log: Path) -> int:
@@ -409,6 +462,11 @@ def _audit_verify(options: argparse.Namespace) -> int:
             if tsa_roots is not None
             else ""
         )
+        + (
+            f"; {verified.archived} archived records have their bodies removed"
+            if verified.archived
+            else ""
+        )
     )
     return 0
 
@@ -434,6 +492,42 @@ def _audit_prove(options: argparse.Namespace) -> int:
         options.out.write_text(text)
         print(f"evidence of {options.message_id} written to {options.out}")
     return 0
+
+
+def _audit_archives(options: argparse.Namespace) -> int:
+    """``pintu audit archive|verify-archive|prune``."""
+    from audit import AuditError, archive, prune, verify_archive
+    from pintu._errors import ConfigError
+    from pki import load_certificates
+    from proto import IdentifierError, MemberId
+
+    try:
+        if options.action == "archive":
+            if not options.log.is_file():
+                raise ConfigError(f"{options.log}: no such file")
+            start, end = archive(options.log, options.out)
+            print(f"records {start} to {end - 1} archived to {options.out}")
+            return 0
+        try:
+            member = MemberId.parse(options.signer)
+        except IdentifierError as error:
+            raise ConfigError(f"--signer: {error}") from None
+        roots = load_certificates(options.roots)
+        if options.action == "verify-archive":
+            held = verify_archive(options.archive, roots, member)
+            print(
+                f"{options.archive}: records {held.start} to {held.end - 1} of log {held.log},"
+                f" fixed by its checkpoint of {held.end} records signed by {member}"
+            )
+            return 0
+        if not options.log.is_file():
+            raise ConfigError(f"{options.log}: no such file")
+        held = prune(options.log, options.archive, roots, member)
+        print(f"{options.log}: the bodies of records {held.start} to {held.end - 1} removed")
+        return 0
+    except AuditError as error:
+        print(f"pintu: error [{error.code}]: {error}", file=sys.stderr)
+        return 1
 
 
 def _audit_bodies(options: argparse.Namespace) -> int:
@@ -497,6 +591,9 @@ def _audit_verify_evidence(options: argparse.Namespace) -> int:
         f" in log {evidence.log} (checkpoint of {evidence.checkpoint_size} records, signed by"
         f" {member})"
     )
+    ended = next((r for r in evidence.records if r.kind == "outcome"), None)
+    if ended is not None:
+        print(f"outcome recorded: {ended.status}")
     if evidence.request is not None:
         print(
             f"request sealed by {evidence.request_signer}: {evidence.request['client']} asked"
@@ -538,6 +635,7 @@ def _consent_command(options: argparse.Namespace) -> int:
                     operators=options.operator,
                     address=options.address,
                     database=options.database,
+                    pseudonym_key=options.pseudonym_key,
                     actor=_ca.actor(),
                 )
             finally:
@@ -563,6 +661,12 @@ def _consent_command(options: argparse.Namespace) -> int:
             elif options.action == "list":
                 for consent in await client.of_subject(options.subject):
                     print("\n".join(_consent.consent_lines(consent)))
+            elif options.action == "accesses":
+                events = await client.access_of(
+                    options.subject, limit=options.limit, before=options.before
+                )
+                for line in _consent.access_lines(events):
+                    print(line)
             elif options.action == "get":
                 found, receipt = await client.get(options.id, subject=options.subject)
                 print("\n".join(_consent.consent_lines(found)))
@@ -904,6 +1008,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _consent_command(options)
         if options.command == "audit" and options.action == "checkpoint":
             return _audit_checkpoint(options.log)
+        if options.command == "audit" and options.action in ("archive", "verify-archive", "prune"):
+            return _audit_archives(options)
         if options.command == "audit" and options.action == "bodies":
             return _audit_bodies(options)
         if options.command == "audit" and options.action == "prove":

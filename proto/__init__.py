@@ -32,6 +32,7 @@ from proto._identifiers import (
     parse_purpose,
     parse_reference,
     parse_subject,
+    subject_pseudonym,
 )
 
 __all__ = [
@@ -60,4 +61,5 @@ __all__ = [
     "parse_purpose",
     "parse_reference",
     "parse_subject",
+    "subject_pseudonym",
 ]

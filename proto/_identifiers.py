@@ -30,6 +30,8 @@ in :class:`IdentifierProblem`.
 from __future__ import annotations
 
 import enum
+import hashlib
+import hmac
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -536,6 +538,15 @@ def parse_subject(text: object) -> str:
         MAX_SUBJECT_LENGTH,
         "ASCII letters, digits, '.', '_', ':', '-'",
     )
+
+
+def subject_pseudonym(key: bytes, subject: str) -> str:
+    """The citizen's keyed pseudonym (HMAC-SHA-256 under the federation's pseudonym key, 32 hex
+    digits; "" for no subject): what audit records and access histories hold in place of the
+    identifier, so that only a holder of the key can link them to the citizen."""
+    if not subject:
+        return ""
+    return hmac.new(key, subject.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def parse_reference(kind: str, text: object) -> str:

@@ -363,3 +363,23 @@ def test_proofs_from_stored_subtrees_are_those_of_the_whole_tree(
         assert rebuilt == stored
     finally:
         reopened.close()
+
+
+def test_readers_keep_their_position_outside_the_tree(log: AuditLog, tmp_path: Path) -> None:
+    """A reader of the log (the access feed) reads records in order from a position it stores
+    in the log's file, durably, without changing what the log proves."""
+    filled(log, 10, checkpoint_every=10)
+    assert log.cursor("feed") == 0
+    assert [seq for seq, _ in log.records_from(0, 4)] == [0, 1, 2, 3]
+    assert log.records_from(8, 5) == [(8, body(8)), (9, body(9))]
+    assert log.records_from(10, 5) == []
+    log.set_cursor("feed", 4)
+    log.set_cursor("other", 9)
+    log.set_cursor("feed", 7)
+    key, chain = signer()
+    reopened = AuditLog(log.path, log.name, key, chain)
+    try:
+        assert (reopened.cursor("feed"), reopened.cursor("other")) == (7, 9)
+    finally:
+        reopened.close()
+    assert verify_log(log.path, ROOTS, OWNER).covered == 10

@@ -2,7 +2,7 @@
 certificates, an operator (``portal``), the security servers of two members, and a static global
 configuration in which ``DEMO/GOV/POPREG/civilregistry`` offers ``popreg.v1.CivilRegistry``
 (personal data, consent required, for ``birth-support``) and ``DEMO/GOV/TAX/income`` offers
-``tax.v1.Income``."""
+``tax.v1.Income``; the federation's pseudonym key (``PSEUDONYM_KEY``) finds access histories."""
 
 from __future__ import annotations
 
@@ -39,6 +39,7 @@ TAX_SERVER = TAX.server("ss1")
 CITIZEN = "NIK:3174051234560001"
 OTHER_CITIZEN = "NIK:3174051234560002"
 PORTAL = OperatorId("portal")
+PSEUDONYM_KEY = bytes(range(32))
 
 
 def configuration() -> GlobalConfiguration:
@@ -110,6 +111,7 @@ class ConsentSite:
     port: int = field(default_factory=free_port)
     service: ConsentService | None = None
     followers: list[ReplicaFollower] = field(default_factory=list)
+    pseudonym_key: bytes | None = PSEUDONYM_KEY
 
     @property
     def anchors(self) -> bytes:
@@ -142,6 +144,7 @@ class ConsentSite:
             operators=frozenset({PORTAL}),
             heartbeat_seconds=heartbeat,
             poll_seconds=0.1,
+            pseudonym_key=self.pseudonym_key,
         )
 
     async def start(self, database: str | None = None) -> ConsentService:

@@ -1,9 +1,11 @@
 """What the consent tests share: a federation with the consent service's signing key, the
-parties and services of a small registry, and a consent detail to vary."""
+parties and services of a small registry, a consent detail and an access event to vary."""
 
 from __future__ import annotations
 
 import datetime as dt
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 import pki
-from consent import ConsentDetail, sign_receipt
+from consent import AccessEvent, ConsentDetail, sign_receipt
 from proto import MemberId, SecurityServerId, ServiceId
 from registry import GlobalConfiguration, Member, SecurityServer, Service
 
@@ -144,3 +146,55 @@ class Federation:
             member, key.public_key(), now=now, lifetime=lifetime
         )
         return Signer(key, [certificate])
+
+
+POPREG_LOG = SecurityServerId(POPREG, "ss1")
+HOSPITAL_SERVER = SecurityServerId(HOSPITAL, "ss1")
+PSEUDONYM = "0123456789abcdef0123456789abcdef"  # a citizen's, as audit.pseudonym gives them
+OTHER_PSEUDONYM = "fedcba9876543210fedcba9876543210"
+
+
+def access_event(seq: int, **changes: Any) -> AccessEvent:
+    """An allowed exchange of EMR with POPREG's Persons about ``PSEUDONYM``, record ``seq`` of
+    POPREG's ss1 log, ``seq`` seconds after NOW, with ``changes``."""
+    fields: dict[str, Any] = {
+        "log": str(POPREG_LOG),
+        "seq": seq,
+        "subject": PSEUDONYM,
+        "consumer": str(EMR),
+        "consumer_server": str(HOSPITAL_SERVER),
+        "provider": str(CIVIL),
+        "method": "/pintu.popreg.v1.Persons/GetPerson",
+        "purpose": "healthcare",
+        "at": NOW + dt.timedelta(seconds=seq),
+        "allowed": True,
+        "code": "",
+        "message_id": f"{seq:032x}",
+        "checkpoint_size": seq + 1,
+        "checkpoint_root": "ab" * 32,
+    }
+    fields.update(changes)
+    return AccessEvent(**fields)
+
+
+def run_in_threads(count: int, work: Callable[[int], object]) -> list[object]:
+    """``work(0..count-1)`` in as many threads started together; their results, in order."""
+    start = threading.Barrier(count)
+    results: list[object] = [None] * count
+    errors: list[BaseException] = []
+
+    def run(index: int) -> None:
+        try:
+            start.wait(timeout=10)
+            results[index] = work(index)
+        except BaseException as error:  # reported below, in the test's thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads)
+    assert [repr(e) for e in errors] == []
+    return results

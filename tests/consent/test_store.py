@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -50,6 +49,7 @@ from tests.consent.support import (
     Federation,
     Signer,
     detail,
+    run_in_threads,
 )
 
 HOUR = dt.timedelta(hours=1)
@@ -511,29 +511,6 @@ def test_expiry_compares_instants_whatever_their_time_zone(
 # --- concurrency ---------------------------------------------------------------------------------
 
 
-def run_in_threads(count: int, work: Callable[[int], object]) -> list[object]:
-    """``work(0..count-1)`` in as many threads started together; their results, in order."""
-    start = threading.Barrier(count)
-    results: list[object] = [None] * count
-    errors: list[BaseException] = []
-
-    def run(index: int) -> None:
-        try:
-            start.wait(timeout=10)
-            results[index] = work(index)
-        except BaseException as error:  # reported below, in the test's thread
-            errors.append(error)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not any(thread.is_alive() for thread in threads)
-    assert [repr(e) for e in errors] == []
-    return results
-
-
 def test_concurrent_grants_take_distinct_consecutive_positions(
     store: ConsentStore, signer: Signer
 ) -> None:
@@ -617,7 +594,7 @@ def test_a_reopened_sqlite_store_keeps_everything(
     with sqlite3.connect(sqlite_url.removeprefix("sqlite:///")) as connection:
         versions = connection.execute("SELECT version_num FROM consent_alembic_version").fetchall()
         state = connection.execute("SELECT id, position FROM consent_state").fetchall()
-    assert versions == [("0001",)]
+    assert versions == [("0002",)]
     assert state == [(1, 3)]
 
 

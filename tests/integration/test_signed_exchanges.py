@@ -82,9 +82,10 @@ async def sealed_call(
     testbed: TwoGateways, method: str, kind: str, request: Any
 ) -> tuple[Any, str]:
     """A call through both gateways; its answer and message id."""
-    call = probe(testbed.agency_channel(), method, kind)(
-        request, metadata=metadata(pintu_subject="NIK:3174051234560001"), timeout=10
+    entries = metadata(
+        pintu_subject="NIK:3174051234560001", pintu_user="clerk-7", pintu_issue="case-42"
     )
+    call = probe(testbed.agency_channel(), method, kind)(request, metadata=entries, timeout=10)
     if kind in ("server", "bidi"):
         answer = [message async for message in call]
     else:
@@ -125,6 +126,8 @@ async def test_an_exchange_is_sealed_both_ways_and_recorded_by_both_servers(
         "method": "/test.v1.Probe/Echo",
         "purpose": "testing",
         "subject": subject,
+        "user": "clerk-7",
+        "issue": "case-42",
         "created_ns": request["created_ns"],
         "digest": digest_of(b"hello"),
         "messages": 1,
@@ -292,7 +295,9 @@ async def _drain(call: Any) -> list[bytes]:
 # -- a provider server that forges its seal --------------------------------------------------------
 
 
-@pytest.mark.parametrize("case", ["wrong_member_key", "status_changed", "left_out"])
+@pytest.mark.parametrize(
+    "case", ["wrong_member_key", "status_changed", "left_out", "error_code_on_success"]
+)
 async def test_a_forged_or_missing_answer_seal_is_refused_and_recorded(
     make_testbed: MakeTestbed, case: str
 ) -> None:
@@ -313,12 +318,14 @@ async def test_a_forged_or_missing_answer_seal_is_refused_and_recorded(
             return honest.seal(json.dumps(document, sort_keys=True, separators=(",", ":")).encode())
 
     provider.sealer = Forger()  # type: ignore[assignment]
-    if case == "left_out":
+    unsealed_cases = ("left_out", "error_code_on_success")
+    if case in unsealed_cases:
         from gateway import _seals
 
         async def unsealed(self: Any, *arguments: Any) -> Any:
             await original(self, *arguments)
-            return ()
+            # No seal; a success dressed as a refusal must not escape the seal check either.
+            return (("pintu-error-code", "access_denied"),) if case != "left_out" else ()
 
         original = _seals.ProviderSeals.finish
         _seals.ProviderSeals.finish = unsealed  # type: ignore[method-assign]
@@ -327,9 +334,9 @@ async def test_a_forged_or_missing_answer_seal_is_refused_and_recorded(
             probe(testbed.agency_channel(), "Echo")(b"x", metadata=metadata(), timeout=10)
         )
     finally:
-        if case == "left_out":
+        if case in unsealed_cases:
             _seals.ProviderSeals.finish = original  # type: ignore[method-assign]
-    code = "signature_missing" if case == "left_out" else "signature_invalid"
+    code = "signature_missing" if case in unsealed_cases else "signature_invalid"
     detail = assert_refusal(error, S.UNAUTHENTICATED, code, "consumer_gateway")
     for _ in range(100):
         ended = [r for r in about(testbed.consumer, detail.message_id) if r.kind == OUTCOME]
@@ -339,7 +346,7 @@ async def test_a_forged_or_missing_answer_seal_is_refused_and_recorded(
     assert ended
     assert ended[0].status == code
     assert ended[0].request_seal
-    if case != "left_out":
+    if case not in unsealed_cases:
         assert ended[0].response_seal  # the forged seal is kept as evidence
 
 

@@ -317,6 +317,7 @@ class ThrowawayPki:
             operators=frozenset({OperatorId("admin")}),
             heartbeat_seconds=0.2,
             poll_seconds=0.1,
+            pseudonym_key=PSEUDONYM_KEY,
         )
 
     def audit_settings(
