@@ -276,9 +276,11 @@ class ExchangeAudit:
         response_bytes: int,
         chains: Iterable[tuple[bytes, ...]],
         reasons: tuple[str, ...] = (),
+        peer_certificate: str = "",
     ) -> None:
         """Record an answer (its seals, with the certificate chains not yet in the log),
-        durably, before the caller sees its status.
+        durably, before the caller sees its status; ``peer_certificate``: the other server's
+        certificate serial, when this side did not record it with the request.
 
         Raises:
             GatewayError: ``audit_unavailable``.
@@ -295,6 +297,7 @@ class ExchangeAudit:
             request_bytes=request_bytes,
             response_bytes=response_bytes,
             reasons=reasons,
+            peer_certificate=peer_certificate,
         )
         await self._durably(body, "the answer is withheld")
 

@@ -202,7 +202,7 @@ class ConsumerSide:
                     ((MESSAGE_ID_KEY, message_id),),
                     _classify,
                     _from_provider,
-                    check_initial=self._check_provider_status,
+                    check_initial=functools.partial(self._check_provider_status, seals=seals),
                     finish=finish,
                 )
             except GatewayError as error:
@@ -258,16 +258,19 @@ class ConsumerSide:
                 "pintu-client",
             )
 
-    def _check_provider_status(self, initial: Metadata) -> None:
-        """The provider's security server must have stapled a good, fresh OCSP response."""
+    def _check_provider_status(self, initial: Metadata, seals: ConsumerSeals | None = None) -> None:
+        """The provider's security server must have stapled a good, fresh OCSP response; the
+        exchange's record names the certificate it is about."""
         staple = next((value for key, value in initial if key == OCSP_KEY), b"")
         try:
-            self._keeper.verifier.check(
+            status = self._keeper.verifier.check(
                 staple if isinstance(staple, bytes) else b"",
                 now=dt.datetime.fromtimestamp(self._clock(), dt.UTC),
             )
         except StatusRefused as error:
             raise status_refusal(error) from None
+        if seals is not None:
+            seals.peer_certificate = f"{status.serial:x}"
 
     @staticmethod
     async def _finish(

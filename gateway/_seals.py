@@ -83,6 +83,9 @@ class _Seals:
         self.answered = False
         # The exchange's kept bodies, when the policy asks to keep them.
         self.bodies: BodyLog | None = None
+        # The serial (hex) of the other security server's certificate (at the consumer: the
+        # one the provider's OCSP staple is about).
+        self.peer_certificate = ""
 
     def tokens(self) -> dict[str, str]:
         """The seals seen so far, as the record holds them."""
@@ -120,6 +123,7 @@ class _Seals:
             reasons=("body_truncated",)
             if self.bodies is not None and self.bodies.truncated
             else (),
+            peer_certificate=self.peer_certificate,
         )
         self.answered = True
         self._check_bodies()

@@ -109,7 +109,12 @@ async def test_an_exchange_is_sealed_both_ways_and_recorded_by_both_servers(
     subject = pseudonym(PSEUDONYM_KEY, "NIK:3174051234560001")
     assert consumer[0].subject == provider[0].subject == subject
     assert "3174051234560001" not in json.dumps([r.encode().decode() for r in consumer + provider])
-    assert provider[0].peer_certificate  # the consumer server's TLS certificate serial
+    # Each side names the other server's certificate: the one the consumer authenticated with,
+    # and the one the provider's OCSP staple is about.
+    assert testbed.consumer.keeper is not None
+    assert testbed.provider.keeper is not None
+    assert provider[0].peer_certificate == f"{testbed.consumer.keeper.certificate.serial_number:x}"
+    assert consumer[1].peer_certificate == f"{testbed.provider.keeper.certificate.serial_number:x}"
     # Both sides hold the same two seals.
     assert consumer[1].request_seal == provider[1].request_seal != ""
     assert consumer[1].response_seal == provider[1].response_seal != ""
